@@ -1,0 +1,240 @@
+//! A JSON body extractor that reports *where* a body is wrong.
+//!
+//! actix's own `web::Json` reports serde's message without the failing field's
+//! path; this one deserialises through `serde_path_to_error` and answers a
+//! JSON Pointer, and separates malformed JSON (400) from well-formed JSON of
+//! the wrong shape (422).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest};
+use futures::StreamExt;
+use segments_domain::{FieldError, Violations};
+use serde::de::DeserializeOwned;
+
+use crate::problem::ApiError;
+
+/// Body size limits, set as app data.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit {
+    /// Ordinary requests.
+    pub default: usize,
+    /// Bulk routes, which take up to 10,000 items.
+    pub bulk: usize,
+}
+
+impl Default for BodyLimit {
+    fn default() -> Self {
+        Self {
+            default: 1024 * 1024,
+            bulk: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// A deserialised JSON body, within the default size limit.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+/// A deserialised JSON body, within the bulk size limit.
+#[derive(Debug)]
+pub struct BulkJson<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<BodyLimit>()
+            .copied()
+            .unwrap_or_default()
+            .default;
+        let body = read(req, payload, limit);
+        Box::pin(async move { body.await.map(Json) })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for BulkJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<BodyLimit>()
+            .copied()
+            .unwrap_or_default()
+            .bulk;
+        let body = read(req, payload, limit);
+        Box::pin(async move { body.await.map(BulkJson) })
+    }
+}
+
+fn read<T: DeserializeOwned + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: usize,
+) -> impl Future<Output = Result<T, ApiError>> + 'static {
+    {
+        let content_type_ok = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+        let declared_length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        async move {
+            if !content_type_ok {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            if declared_length.is_some_and(|len| len > limit) {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            let mut body = Vec::with_capacity(declared_length.unwrap_or(1024).min(limit));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge { limit });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse(&body)
+        }
+    }
+}
+
+/// Parses a JSON document, locating shape errors by JSON Pointer.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let inner = err.inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                let mut pointer = to_pointer(err.path());
+                if let Some(field) = unknown_field(&message) {
+                    pointer.push('/');
+                    pointer.push_str(&segments_domain::violation::pointer_token(field));
+                }
+                ApiError::Validation(Violations::one(
+                    FieldError::new(classify_data_error(&message), message).at(pointer),
+                ))
+            }
+            _ => ApiError::MalformedJson(inner.to_string()),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok(value)
+}
+
+fn to_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => {
+                pointer.push('/');
+                pointer.push_str(&index.to_string());
+            }
+            Segment::Map { key } => {
+                pointer.push('/');
+                pointer.push_str(&segments_domain::violation::pointer_token(key));
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    pointer
+}
+
+/// serde_json appends " at line L column C", which means nothing next to a pointer.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+fn classify_data_error(message: &str) -> &'static str {
+    if message.starts_with("unknown field") {
+        "unknown_field"
+    } else if message.starts_with("missing field") {
+        "required"
+    } else if message.starts_with("invalid type") {
+        "wrong_type"
+    } else {
+        "invalid"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        name: String,
+        n: Option<i64>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Doc {
+        items: Vec<Item>,
+    }
+
+    fn pointer_of(body: &str) -> Option<(String, &'static str)> {
+        match parse::<Doc>(body.as_bytes()) {
+            Err(ApiError::Validation(v)) => {
+                v.into_vec().into_iter().next().map(|v| (v.pointer, v.code))
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn wrong_types_point_at_the_field() {
+        assert_eq!(
+            pointer_of(r#"{"items":[{"name":"a"},{"name":"b","n":"x"}]}"#),
+            Some(("/items/1/n".into(), "wrong_type"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_point_at_themselves() {
+        assert_eq!(
+            pointer_of(r#"{"items":[{"name":"a","nmae":1}]}"#),
+            Some(("/items/0/nmae".into(), "unknown_field"))
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed_json() {
+        assert!(matches!(
+            parse::<Doc>(b"{\"items\": ["),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse::<Doc>(b"{\"items\": []} x"),
+            Err(ApiError::MalformedJson(_))
+        ));
+    }
+}

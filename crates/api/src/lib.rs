@@ -1,0 +1,134 @@
+//! Segments' HTTP API: actix-web handlers, wire types, problem+json errors and
+//! the OpenAPI document. The only crate that knows HTTP.
+
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod wire;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use segments_store::Store;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use extract::BodyLimit;
+use problem::ApiError;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+}
+
+/// HTTP limits.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    /// Largest body of an ordinary request.
+    pub max_body_bytes: usize,
+    /// Largest body of the bulk routes (10,000 contacts).
+    pub max_bulk_body_bytes: usize,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_bulk_body_bytes: 32 * 1024 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+/// Registers every route, with its limits and error handlers.
+pub fn configure(
+    state: web::Data<AppState>,
+    http: HttpSettings,
+) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(state.clone())
+            .app_data(BodyLimit {
+                default: http.max_body_bytes,
+                bulk: http.max_bulk_body_bytes,
+            })
+            .app_data(extract::params::path_config())
+            .app_data(extract::params::query_config())
+            .service(routes::health::healthz)
+            .service(routes::health::readyz)
+            .route("/openapi.json", web::get().to(openapi_json))
+            .route(
+                "/swagger-ui",
+                web::get().to(|| async {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header(("Location", "/swagger-ui/"))
+                        .finish()
+                }),
+            )
+            .service(
+                SwaggerUi::new("/swagger-ui/{_:.*}")
+                    .url("/openapi.json", openapi::ApiDoc::openapi()),
+            )
+            // Literal paths before `{id}` ones, so `batch-get` is never read as an id.
+            .service(routes::contacts::bulk_upsert)
+            .service(routes::tags::apply)
+            .service(routes::tags::unapply)
+            .service(routes::contacts::batch_get)
+            .service(routes::contacts::create)
+            .service(routes::contacts::list)
+            .service(routes::contacts::get)
+            .service(routes::contacts::update)
+            .service(routes::contacts::remove)
+            .service(routes::contact_tags::add_tags)
+            .service(routes::contact_tags::remove_tags)
+            .service(routes::contact_tags::remove_tag)
+            .service(routes::contact_tags::set_attribute)
+            .service(routes::contact_tags::unset_attribute)
+            .service(routes::tags::list)
+            .service(routes::tags::get)
+            .service(routes::tags::rename)
+            .service(routes::tags::remove)
+            .service(routes::attributes::list)
+            .service(routes::attributes::create)
+            .service(routes::attributes::remove)
+            .service(routes::api_keys::list)
+            .service(routes::api_keys::create)
+            .service(routes::api_keys::revoke);
+    }
+}
+
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(openapi::ApiDoc::openapi())
+}
+
+async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    // actix answers 404 both for unknown paths and for known paths with the
+    // wrong method; tell them apart for the client.
+    let _ = req;
+    Err(ApiError::NoRoute)
+}
+
+/// Starts the HTTP server on an already bound listener (port 0 in tests).
+pub fn serve(
+    listener: TcpListener,
+    state: AppState,
+    http: HttpSettings,
+) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    let routes = configure(state, http);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .configure(routes.clone())
+            .default_service(web::to(no_route))
+    })
+    .listen(listener)?;
+    if http.workers > 0 {
+        server = server.workers(http.workers);
+    }
+    Ok(server.disable_signals().run())
+}

@@ -1,0 +1,35 @@
+use actix_web::{HttpResponse, get, web};
+
+use crate::AppState;
+use crate::wire::health::{Health, Readiness};
+
+/// Liveness: the process is up and serving.
+#[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(
+    tag = "health",
+    responses(
+        (status = 200, body = Readiness),
+        (status = 503, body = Readiness, description = "A dependency does not answer")
+    )
+)]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(Readiness {
+            status: "ok".into(),
+            database: "ok".into(),
+        }),
+        Err(e) => HttpResponse::ServiceUnavailable().json(Readiness {
+            status: "unavailable".into(),
+            database: e.to_string(),
+        }),
+    }
+}

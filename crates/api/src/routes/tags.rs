@@ -1,0 +1,149 @@
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use segments_domain::{TagId, TagName, Violations};
+
+use crate::AppState;
+use crate::extract::{Auth, BulkJson, Json};
+use crate::problem::{ApiError, Problem};
+use crate::wire::page::{PageParams, encode_cursor};
+use crate::wire::tag::{BulkTagInput, BulkTagResult, Tag, TagPage, TagRename};
+
+/// List tags with their contact counts, in case-insensitive name order.
+#[utoipa::path(
+    tag = "tags",
+    params(PageParams),
+    responses((status = 200, body = TagPage), (status = 400, body = Problem), (status = 401, body = Problem)),
+    security(("api_key" = []))
+)]
+#[get("/v1/tags")]
+pub async fn list(
+    auth: Auth,
+    state: web::Data<AppState>,
+    page: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page.limit()?;
+    let after = page.position()?;
+    let result = state
+        .store
+        .list_tags(auth.0.workspace_id, after.as_deref(), limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(TagPage {
+        items: result.items.into_iter().map(Tag::from).collect(),
+        next_cursor: result.next_after.as_deref().map(encode_cursor),
+    }))
+}
+
+/// Get one tag with its contact count.
+#[utoipa::path(
+    tag = "tags",
+    params(("id" = i64, Path, description = "Tag id")),
+    responses((status = 200, body = Tag), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
+    security(("api_key" = []))
+)]
+#[get("/v1/tags/{id}")]
+pub async fn get(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let tag = state
+        .store
+        .get_tag(auth.0.workspace_id, TagId(id.into_inner()))
+        .await?;
+    Ok(HttpResponse::Ok().json(Tag::from(tag)))
+}
+
+/// Rename a tag.
+#[utoipa::path(
+    tag = "tags",
+    params(("id" = i64, Path, description = "Tag id")),
+    request_body = TagRename,
+    responses(
+        (status = 200, body = Tag), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem, description = "Another tag has that name"),
+        (status = 415, body = Problem), (status = 422, body = Problem)
+    ),
+    security(("api_key" = []))
+)]
+#[patch("/v1/tags/{id}")]
+pub async fn rename(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: Json<TagRename>,
+) -> Result<HttpResponse, ApiError> {
+    let name = TagName::parse(&body.0.name)
+        .map_err(|e| ApiError::Validation(Violations::one(e.at("/name"))))?;
+    let tag = state
+        .store
+        .rename_tag(auth.0.workspace_id, TagId(id.into_inner()), &name)
+        .await?;
+    Ok(HttpResponse::Ok().json(Tag::from(tag)))
+}
+
+/// Delete a tag, removing it from every contact.
+#[utoipa::path(
+    tag = "tags",
+    params(("id" = i64, Path, description = "Tag id")),
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
+    security(("api_key" = []))
+)]
+#[delete("/v1/tags/{id}")]
+pub async fn remove(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .store
+        .delete_tag(auth.0.workspace_id, TagId(id.into_inner()))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Tag up to 10,000 contacts at once, creating tags that do not exist yet.
+#[utoipa::path(
+    tag = "tags",
+    request_body = BulkTagInput,
+    responses(
+        (status = 200, body = BulkTagResult), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)
+    ),
+    security(("api_key" = []))
+)]
+#[post("/v1/tags/apply")]
+pub async fn apply(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: BulkJson<BulkTagInput>,
+) -> Result<HttpResponse, ApiError> {
+    let (ids, tags) = body.0.parse().map_err(ApiError::Validation)?;
+    let outcome = state
+        .store
+        .retag_contacts(auth.0.workspace_id, &ids, &tags, &[])
+        .await?;
+    Ok(HttpResponse::Ok().json(BulkTagResult::from(outcome)))
+}
+
+/// Untag up to 10,000 contacts at once.
+#[utoipa::path(
+    tag = "tags",
+    request_body = BulkTagInput,
+    responses(
+        (status = 200, body = BulkTagResult), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)
+    ),
+    security(("api_key" = []))
+)]
+#[post("/v1/tags/remove")]
+pub async fn unapply(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: BulkJson<BulkTagInput>,
+) -> Result<HttpResponse, ApiError> {
+    let (ids, tags) = body.0.parse().map_err(ApiError::Validation)?;
+    let outcome = state
+        .store
+        .retag_contacts(auth.0.workspace_id, &ids, &[], &tags)
+        .await?;
+    Ok(HttpResponse::Ok().json(BulkTagResult::from(outcome)))
+}

@@ -1,0 +1,104 @@
+//! Instants as Segments stores and compares them.
+
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::violation::FieldError;
+
+/// A UTC instant, truncated to whole microseconds, in years 1000–9999.
+///
+/// Why the restrictions: PostgreSQL keeps microseconds, so finer instants
+/// would compare differently in memory and in SQL; four-digit years keep the
+/// text form SQLite stores ordered like the instants themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(DateTime<Utc>);
+
+impl Timestamp {
+    pub fn parse(value: DateTime<Utc>) -> Result<Self, FieldError> {
+        let year = value.year();
+        if !(1000..=9999).contains(&year) {
+            return Err(FieldError::new(
+                "out_of_range",
+                format!("year {year} is outside 1000-9999"),
+            ));
+        }
+        Ok(Self(value.trunc_subsecs(6)))
+    }
+
+    /// Parses an RFC 3339 instant, or a bare `YYYY-MM-DD` date meaning its UTC midnight.
+    pub fn parse_str(text: &str) -> Result<Self, FieldError> {
+        if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+            return Self::parse(instant.with_timezone(&Utc));
+        }
+        if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
+                return Self::parse(midnight.and_utc());
+            }
+        }
+        Err(FieldError::new(
+            "invalid_date",
+            "expected an RFC 3339 date-time (2024-05-01T10:00:00Z) or a date (2024-05-01)",
+        ))
+    }
+
+    /// Wraps an instant read back from the store (see `Channel::from_stored`).
+    pub fn from_stored(value: DateTime<Utc>) -> Self {
+        Self(value.trunc_subsecs(6))
+    }
+
+    /// The current instant, normalised like every stored one.
+    pub fn now() -> Self {
+        Self(Utc::now().trunc_subsecs(6))
+    }
+
+    pub fn get(self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+impl From<Timestamp> for DateTime<Utc> {
+    fn from(value: Timestamp) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn nanoseconds_are_truncated_to_microseconds() {
+        let t = Utc
+            .timestamp_opt(1_700_000_000, 123_456_789)
+            .single()
+            .map(Timestamp::parse);
+        assert_eq!(
+            t.and_then(Result::ok)
+                .map(|t| t.get().timestamp_subsec_nanos()),
+            Some(123_456_000)
+        );
+    }
+
+    #[test]
+    fn bare_dates_mean_utc_midnight() {
+        assert_eq!(
+            Timestamp::parse_str("2024-02-29").map(|t| t.get().to_rfc3339()),
+            Ok("2024-02-29T00:00:00+00:00".to_owned())
+        );
+    }
+
+    #[test]
+    fn offsets_are_converted_to_utc() {
+        assert_eq!(
+            Timestamp::parse_str("2024-01-01T01:00:00+02:00").map(|t| t.get().to_rfc3339()),
+            Ok("2023-12-31T23:00:00+00:00".to_owned())
+        );
+    }
+
+    #[test]
+    fn five_digit_years_are_refused() {
+        assert!(Timestamp::parse_str("+10000-01-01T00:00:00Z").is_err());
+    }
+}

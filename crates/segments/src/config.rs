@@ -1,0 +1,156 @@
+//! Layered configuration: `config/default.toml`, then the optional
+//! `config/<SEGMENTS_ENV>.toml`, then `SEGMENTS__SECTION__KEY` variables.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub database: DatabaseSection,
+    pub http: HttpSection,
+    pub redis: RedisSection,
+    pub telemetry: TelemetrySection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseSection {
+    pub url: Secret,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpSection {
+    pub bind: String,
+    pub max_body_bytes: usize,
+    pub max_bulk_body_bytes: usize,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedisSection {
+    pub url: Secret,
+    /// Prefix of every key, so deployments and test runs can share a Redis.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TelemetrySection {
+    /// `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A tracing filter; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A value that may carry credentials (database and Redis URLs): it never
+/// appears in logs or debug output.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Built-in defaults: the same values as `config/default.toml`, so that the
+/// binary also runs from a directory without one.
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database: DatabaseSection {
+                url: Secret("sqlite://./data/segments.db".into()),
+                max_connections: 8,
+                acquire_timeout_secs: 10,
+                migrate_on_start: true,
+            },
+            http: HttpSection {
+                bind: "127.0.0.1:8080".into(),
+                max_body_bytes: 1024 * 1024,
+                max_bulk_body_bytes: 32 * 1024 * 1024,
+                workers: 0,
+            },
+            redis: RedisSection {
+                url: Secret("redis://127.0.0.1:6379".into()),
+                prefix: "segments".into(),
+            },
+            telemetry: TelemetrySection {
+                format: LogFormat::Pretty,
+                filter: "info,sqlx=warn".into(),
+            },
+        }
+    }
+}
+
+impl Settings {
+    pub fn load(config_dir: &Path) -> Result<Self, Box<figment::Error>> {
+        let environment = std::env::var("SEGMENTS_ENV").unwrap_or_else(|_| "development".into());
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(config_dir.join("default.toml")))
+            .merge(Toml::file(config_dir.join(format!("{environment}.toml"))))
+            .merge(Env::prefixed("SEGMENTS__").split("__"))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn database(&self) -> segments_store::DatabaseSettings {
+        segments_store::DatabaseSettings {
+            url: self.database.url.expose().to_owned(),
+            max_connections: self.database.max_connections,
+            acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+        }
+    }
+
+    pub fn http(&self) -> segments_api::HttpSettings {
+        segments_api::HttpSettings {
+            max_body_bytes: self.http.max_body_bytes,
+            max_bulk_body_bytes: self.http.max_bulk_body_bytes,
+            workers: self.http.workers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings::default();
+        assert!(!format!("{s:?}").contains("sqlite://"));
+    }
+
+    #[test]
+    fn the_checked_in_defaults_match_the_built_in_ones() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let from_file: Settings = Figment::from(Toml::file(dir.join("default.toml")))
+            .extract()
+            .unwrap_or_else(|e| panic!("config/default.toml: {e}"));
+        assert_eq!(
+            serde_json::to_value(from_file).ok(),
+            serde_json::to_value(Settings::default()).ok()
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Splitting multi-row statements to fit the backends' bind-parameter limits
+//! (SQLite: 32,766; PostgreSQL: 65,535).
+
+/// Most bind parameters one statement may carry, below both backends' limits.
+const MAX_PARAMS: usize = 30_000;
+
+/// How many rows of `columns` values fit in one statement.
+pub(crate) fn rows_per_statement(columns: usize) -> usize {
+    (MAX_PARAMS / columns.max(1)).max(1)
+}
+
+/// Most values in one `IN (...)` list.
+pub(crate) const MAX_IN_LIST: usize = 10_000;

@@ -1,0 +1,441 @@
+//! Contacts: single writes, reads, pages and bulk upserts.
+
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use segments_domain::contact::{ContactFields, resolve_attributes};
+use segments_domain::{
+    Contact, ContactId, ContactPatch, FieldError, Timestamp, Violations, WorkspaceId,
+};
+
+use crate::attributes::definitions;
+use crate::batch::{MAX_IN_LIST, rows_per_statement};
+use crate::contact_rows::{
+    apply_tag_changes, ensure_tags, existing_tag_ids, fields_of, link_tags, load_contacts,
+    unlink_tags, write_attributes,
+};
+use crate::entities::contact;
+use crate::error::is_unique_violation;
+use crate::{Store, StoreError};
+
+/// One page of contacts in id order.
+#[derive(Debug, Clone)]
+pub struct ContactPage {
+    pub items: Vec<Contact>,
+    /// The id to continue after, when more contacts follow.
+    pub next_after: Option<ContactId>,
+}
+
+/// A stored item of a bulk upsert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpsertedContact {
+    /// Its position in the request.
+    pub index: usize,
+    pub id: ContactId,
+    /// Whether the contact was new (as opposed to updated).
+    pub created: bool,
+}
+
+/// What a bulk upsert did: every item is either stored or rejected.
+#[derive(Debug, Clone, Default)]
+pub struct BulkOutcome {
+    pub stored: Vec<UpsertedContact>,
+    /// Rejected items by position, with pointers relative to the item.
+    pub rejected: Vec<(usize, Violations)>,
+}
+
+/// Contacts written per statement in bulk upserts.
+const UPSERT_CHUNK: usize = 1_000;
+
+const WRITTEN_COLUMNS: [contact::Column; 11] = [
+    contact::Column::WorkspaceId,
+    contact::Column::ExternalId,
+    contact::Column::Name,
+    contact::Column::Phone,
+    contact::Column::Email,
+    contact::Column::Channel,
+    contact::Column::OptedIn,
+    contact::Column::OptedInAt,
+    contact::Column::FirstContactedAt,
+    contact::Column::CreatedAt,
+    contact::Column::UpdatedAt,
+];
+
+/// The columns an upsert overwrites on conflict: all but identity and creation time.
+const UPDATED_COLUMNS: [contact::Column; 8] = [
+    contact::Column::Name,
+    contact::Column::Phone,
+    contact::Column::Email,
+    contact::Column::Channel,
+    contact::Column::OptedIn,
+    contact::Column::OptedInAt,
+    contact::Column::FirstContactedAt,
+    contact::Column::UpdatedAt,
+];
+
+fn row_values(
+    workspace_id: WorkspaceId,
+    f: &ContactFields,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+) -> [Expr; 11] {
+    [
+        workspace_id.0.into(),
+        f.external_id.as_ref().map(|v| v.as_str().to_owned()).into(),
+        f.name.clone().into(),
+        f.phone.as_ref().map(|v| v.as_str().to_owned()).into(),
+        f.email.as_ref().map(|v| v.as_str().to_owned()).into(),
+        f.channel.as_ref().map(|v| v.as_str().to_owned()).into(),
+        f.opted_in.into(),
+        f.opted_in_at.map(Timestamp::get).into(),
+        f.first_contacted_at.map(Timestamp::get).into(),
+        created_at.get().into(),
+        updated_at.get().into(),
+    ]
+}
+
+fn external_id_taken(fields: &ContactFields) -> StoreError {
+    StoreError::Conflict {
+        code: "external_id_taken",
+        message: format!(
+            "another contact already has external_id `{}`",
+            fields
+                .external_id
+                .as_ref()
+                .map(|e| e.as_str())
+                .unwrap_or_default()
+        ),
+        pointer: Some("/external_id".into()),
+    }
+}
+
+impl Store {
+    pub async fn create_contact(
+        &self,
+        workspace_id: WorkspaceId,
+        patch: &ContactPatch,
+    ) -> Result<Contact, StoreError> {
+        let now = Timestamp::now();
+        let mut fields = ContactFields::default();
+        fields.apply(patch, now)?;
+        let txn = self.begin_write().await?;
+        let defs = definitions(&txn, workspace_id).await?;
+        let attributes = resolve_attributes(&patch.attributes, |k| defs.get(k.as_str()).copied())?;
+        let mut insert = Query::insert();
+        insert
+            .into_table(contact::Entity)
+            .columns(WRITTEN_COLUMNS)
+            .values(row_values(workspace_id, &fields, now, now))?
+            .returning(Query::returning().column(contact::Column::Id));
+        let row = match txn.query_one(&insert).await {
+            Ok(row) => row,
+            Err(e) if is_unique_violation(&e) => return Err(external_id_taken(&fields)),
+            Err(e) => return Err(e.into()),
+        };
+        let id: i64 = row
+            .ok_or_else(|| sea_orm::DbErr::RecordNotInserted)?
+            .try_get("", "id")?;
+        apply_tag_changes(
+            &txn,
+            workspace_id,
+            &[id],
+            patch.tags.as_deref(),
+            &patch.add_tags,
+            &patch.remove_tags,
+        )
+        .await?;
+        write_attributes(&txn, &[(id, attributes)]).await?;
+        txn.commit().await?;
+        self.get_contact(workspace_id, ContactId(id)).await
+    }
+
+    pub async fn get_contact(
+        &self,
+        workspace_id: WorkspaceId,
+        id: ContactId,
+    ) -> Result<Contact, StoreError> {
+        let model = contact::Entity::find_by_id(id.0)
+            .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::not_found("contact", id))?;
+        let mut contacts = load_contacts(&self.db, vec![model]).await?;
+        contacts
+            .pop()
+            .ok_or_else(|| StoreError::not_found("contact", id))
+    }
+
+    /// The contacts of `ids` that exist in the workspace, in the order asked,
+    /// each once.
+    pub async fn get_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        ids: &[ContactId],
+    ) -> Result<Vec<Contact>, StoreError> {
+        let mut models = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_IN_LIST) {
+            let found = contact::Entity::find()
+                .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+                .filter(contact::Column::Id.is_in(chunk.iter().map(|id| id.0)))
+                .all(&self.db)
+                .await?;
+            models.extend(found.into_iter().map(|m| (m.id, m)));
+        }
+        let ordered = ids.iter().filter_map(|id| models.remove(&id.0)).collect();
+        load_contacts(&self.db, ordered).await
+    }
+
+    /// Contacts in id order, after `after`. New contacts get higher ids, so a
+    /// client paging while others insert never sees a row twice or skips one
+    /// that existed when it started.
+    pub async fn list_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        after: Option<ContactId>,
+        limit: u64,
+    ) -> Result<ContactPage, StoreError> {
+        let mut query = contact::Entity::find()
+            .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+            .order_by_asc(contact::Column::Id)
+            .limit(limit + 1);
+        if let Some(after) = after {
+            query = query.filter(contact::Column::Id.gt(after.0));
+        }
+        let mut models = query.all(&self.db).await?;
+        let next_after = if models.len() as u64 > limit {
+            models.truncate(limit as usize);
+            models.last().map(|m| ContactId(m.id))
+        } else {
+            None
+        };
+        Ok(ContactPage {
+            items: load_contacts(&self.db, models).await?,
+            next_after,
+        })
+    }
+
+    pub async fn update_contact(
+        &self,
+        workspace_id: WorkspaceId,
+        id: ContactId,
+        patch: &ContactPatch,
+    ) -> Result<Contact, StoreError> {
+        let now = Timestamp::now();
+        let txn = self.begin_write().await?;
+        let mut select = contact::Entity::find_by_id(id.0)
+            .filter(contact::Column::WorkspaceId.eq(workspace_id.0));
+        if self.backend() == DbBackend::Postgres {
+            // Serialises concurrent patches of one contact, so that read-modify-
+            // write rules (the opt-in stamp) see the latest state.
+            select = select.lock_exclusive();
+        }
+        let model = select
+            .one(&txn)
+            .await?
+            .ok_or_else(|| StoreError::not_found("contact", id))?;
+        let defs = definitions(&txn, workspace_id).await?;
+        let attributes = resolve_attributes(&patch.attributes, |k| defs.get(k.as_str()).copied())?;
+        let mut fields = fields_of(&model);
+        fields.apply(patch, now)?;
+        let values = row_values(workspace_id, &fields, now, now);
+        let mut update = Query::update();
+        update
+            .table(contact::Entity)
+            .and_where(Expr::col(contact::Column::Id).eq(id.0));
+        for (column, value) in WRITTEN_COLUMNS.into_iter().zip(values) {
+            if !matches!(
+                column,
+                contact::Column::WorkspaceId | contact::Column::CreatedAt
+            ) {
+                update.value(column, value);
+            }
+        }
+        match txn.execute(&update).await {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(external_id_taken(&fields)),
+            Err(e) => return Err(e.into()),
+        }
+        apply_tag_changes(
+            &txn,
+            workspace_id,
+            &[id.0],
+            patch.tags.as_deref(),
+            &patch.add_tags,
+            &patch.remove_tags,
+        )
+        .await?;
+        write_attributes(&txn, &[(id.0, attributes)]).await?;
+        txn.commit().await?;
+        self.get_contact(workspace_id, id).await
+    }
+
+    pub async fn delete_contact(
+        &self,
+        workspace_id: WorkspaceId,
+        id: ContactId,
+    ) -> Result<(), StoreError> {
+        let result = contact::Entity::delete_many()
+            .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+            .filter(contact::Column::Id.eq(id.0))
+            .exec(&self.db)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(StoreError::not_found("contact", id));
+        }
+        Ok(())
+    }
+
+    /// Creates or updates contacts by external id. Each item is a patch
+    /// applied to the stored contact, or to an empty one when there is none:
+    /// absent fields are left alone, `null` clears, `tags` replaces the set.
+    /// Valid items are stored in one transaction; invalid ones are reported.
+    /// Items carry their position in the caller's request, which reports use.
+    pub async fn upsert_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        items: &[(usize, ContactPatch)],
+    ) -> Result<BulkOutcome, StoreError> {
+        let now = Timestamp::now();
+        let mut outcome = BulkOutcome::default();
+        let defs = definitions(&self.db, workspace_id).await?;
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+        let mut valid = Vec::with_capacity(items.len());
+        for (index, patch) in items {
+            let index = *index;
+            let Some(Some(external_id)) = &patch.external_id else {
+                outcome.rejected.push((
+                    index,
+                    Violations::one(
+                        FieldError::new("required", "external_id is required to upsert")
+                            .at("/external_id"),
+                    ),
+                ));
+                continue;
+            };
+            if let Some(first) = seen.insert(external_id.as_str(), index) {
+                outcome.rejected.push((
+                    index,
+                    Violations::one(
+                        FieldError::new(
+                            "duplicate",
+                            format!("external_id `{external_id}` also appears at index {first}"),
+                        )
+                        .at("/external_id"),
+                    ),
+                ));
+                continue;
+            }
+            match resolve_attributes(&patch.attributes, |k| defs.get(k.as_str()).copied()) {
+                Ok(attributes) => valid.push((index, external_id.as_str(), patch, attributes)),
+                Err(violations) => outcome.rejected.push((index, violations)),
+            }
+        }
+
+        let txn = self.begin_write().await?;
+        let mut chunk_start = 0;
+        while chunk_start < valid.len() {
+            let chunk_end = (chunk_start + UPSERT_CHUNK).min(valid.len());
+            let chunk = &mut valid[chunk_start..chunk_end];
+            chunk_start = chunk_end;
+
+            let existing: HashMap<String, contact::Model> = contact::Entity::find()
+                .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+                .filter(contact::Column::ExternalId.is_in(chunk.iter().map(|c| c.1.to_owned())))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .filter_map(|m| m.external_id.clone().map(|e| (e, m)))
+                .collect();
+
+            let mut insert = Query::insert();
+            insert
+                .into_table(contact::Entity)
+                .columns(WRITTEN_COLUMNS)
+                .on_conflict(
+                    OnConflict::columns([
+                        contact::Column::WorkspaceId,
+                        contact::Column::ExternalId,
+                    ])
+                    .update_columns(UPDATED_COLUMNS)
+                    .to_owned(),
+                )
+                .returning(
+                    Query::returning().columns([contact::Column::Id, contact::Column::ExternalId]),
+                );
+            let mut written = Vec::with_capacity(chunk.len());
+            for (index, external_id, patch, attributes) in chunk.iter_mut() {
+                let stored = existing.get(*external_id);
+                let mut fields = stored.map(fields_of).unwrap_or_default();
+                if let Err(v) = fields.apply(patch, now) {
+                    outcome.rejected.push((*index, v));
+                    continue;
+                }
+                let created_at = stored.map_or(now, |m| Timestamp::from_stored(m.created_at));
+                insert.values(row_values(workspace_id, &fields, created_at, now))?;
+                written.push((
+                    *index,
+                    *external_id,
+                    *patch,
+                    std::mem::take(attributes),
+                    stored.is_none(),
+                ));
+            }
+            if written.is_empty() {
+                continue;
+            }
+            debug_assert!(written.len() <= rows_per_statement(WRITTEN_COLUMNS.len()));
+            let mut ids: HashMap<String, i64> = HashMap::with_capacity(written.len());
+            for row in txn.query_all(&insert).await? {
+                ids.insert(row.try_get("", "external_id")?, row.try_get("", "id")?);
+            }
+
+            let mut tag_names = Vec::new();
+            let mut replaced = Vec::new();
+            let mut attribute_rows = Vec::with_capacity(written.len());
+            let mut stored_ids = Vec::with_capacity(written.len());
+            for (index, external_id, patch, attributes, created) in written {
+                let id = ids
+                    .get(external_id)
+                    .copied()
+                    .ok_or(sea_orm::DbErr::RecordNotInserted)?;
+                if let Some(tags) = &patch.tags {
+                    replaced.push(id);
+                    tag_names.extend_from_slice(tags);
+                }
+                tag_names.extend_from_slice(&patch.add_tags);
+                attribute_rows.push((id, attributes));
+                stored_ids.push((id, patch));
+                outcome.stored.push(UpsertedContact {
+                    index,
+                    id: ContactId(id),
+                    created,
+                });
+            }
+            unlink_tags(&txn, &replaced, None).await?;
+            let tag_ids = ensure_tags(&txn, workspace_id, &tag_names).await?;
+            let mut pairs = Vec::new();
+            for (id, patch) in &stored_ids {
+                let removed: HashSet<String> = patch.remove_tags.iter().map(|t| t.key()).collect();
+                for tag in patch.tags.iter().flatten().chain(&patch.add_tags) {
+                    let key = tag.key();
+                    if let (false, Some(tag_id)) = (removed.contains(&key), tag_ids.get(&key)) {
+                        pairs.push((*id, *tag_id));
+                    }
+                }
+                if !patch.remove_tags.is_empty() {
+                    let ids = existing_tag_ids(&txn, workspace_id, &patch.remove_tags).await?;
+                    unlink_tags(&txn, &[*id], Some(&ids)).await?;
+                }
+            }
+            link_tags(&txn, &pairs).await?;
+            write_attributes(&txn, &attribute_rows).await?;
+        }
+        txn.commit().await?;
+        outcome.stored.sort_by_key(|s| s.index);
+        outcome.rejected.sort_by_key(|r| r.0);
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,10 @@
+//! sea-orm entities: one per table, columns only. Queries live in the
+//! repository modules beside this one.
+
+pub mod api_key;
+pub mod attribute_definition;
+pub mod contact;
+pub mod contact_attribute;
+pub mod contact_tag;
+pub mod tag;
+pub mod workspace;

@@ -1,0 +1,57 @@
+use sea_orm::DbErr;
+use segments_domain::Violations;
+
+/// What a repository call can fail with. The API maps each variant to one
+/// HTTP status in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist in this workspace (rows of other workspaces are
+    /// reported exactly like missing ones).
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+
+    /// The write would break a uniqueness rule or another invariant.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        pointer: Option<String>,
+    },
+
+    /// Input that parsed but does not fit this workspace's data (undeclared
+    /// attribute, value of the wrong type, limit reached).
+    #[error("invalid input: {0}")]
+    Invalid(#[from] Violations),
+
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+
+    #[error("could not build a statement: {0}")]
+    Statement(#[from] sea_orm::sea_query::error::Error),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing a
+    /// statement): worth a 503 and a retry rather than a 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+        )
+    }
+
+    pub(crate) fn not_found(entity: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            entity,
+            id: id.to_string(),
+        }
+    }
+}
+
+/// Whether `err` is a unique-constraint violation, on either backend.
+pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

@@ -1,0 +1,80 @@
+//! Segments' persistence: sea-orm entities and the repositories the API and
+//! the worker call. Owns every SQL statement; knows nothing of HTTP.
+//!
+//! Both SQLite and PostgreSQL are first-class: every statement here is built
+//! with sea-query and means the same on each.
+
+mod attributes;
+mod batch;
+mod contact_rows;
+mod contacts;
+mod db;
+pub mod entities;
+mod error;
+mod tags;
+mod workspaces;
+
+pub use attributes::AttributeDefinition;
+pub use contacts::{BulkOutcome, ContactPage, UpsertedContact};
+pub use db::DatabaseSettings;
+pub use error::StoreError;
+pub use tags::{BulkTagOutcome, TagPage, TagSummary};
+pub use workspaces::{ApiKeyRecord, IssuedKey, Principal, WorkspaceRecord};
+
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+
+/// Handle on the database. Cheap to clone: it wraps a connection pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file and its directory when missing).
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: db::connect(settings).await?,
+        })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        use segments_migrations::MigratorTrait;
+        segments_migrations::Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Answers whether the database responds.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.db.ping().await?)
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// The underlying pool, for components (such as job queues) that share it.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock
+    /// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads first
+    /// and writes later fails with SQLITE_BUSY, bypassing the busy timeout,
+    /// whenever another writer got in between.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let options = if self.backend() == DbBackend::Sqlite {
+            options
+        } else {
+            TransactionOptions::default()
+        };
+        Ok(self.db.begin_with_options(options).await?)
+    }
+}

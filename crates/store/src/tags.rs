@@ -1,0 +1,223 @@
+//! Tags: listing with counts, renaming, deleting, and tagging many contacts.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use segments_domain::{ContactId, TagId, TagName, Timestamp, WorkspaceId};
+
+use crate::batch::MAX_IN_LIST;
+use crate::contact_rows::{apply_tag_changes, touch};
+use crate::entities::{contact, contact_tag, tag};
+use crate::error::is_unique_violation;
+use crate::{Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagSummary {
+    pub id: TagId,
+    pub name: String,
+    pub contact_count: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One page of tags in case-insensitive name order.
+#[derive(Debug, Clone)]
+pub struct TagPage {
+    pub items: Vec<TagSummary>,
+    /// The tag key to continue after, when more tags follow.
+    pub next_after: Option<String>,
+}
+
+/// What tagging or untagging many contacts did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BulkTagOutcome {
+    /// Contacts found in the workspace and changed.
+    pub updated: u64,
+    /// Ids that name no contact of this workspace.
+    pub not_found: Vec<ContactId>,
+}
+
+async fn counts<C: ConnectionTrait>(
+    conn: &C,
+    tag_ids: &[i64],
+) -> Result<HashMap<i64, u64>, StoreError> {
+    if tag_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let select = Query::select()
+        .column(contact_tag::Column::TagId)
+        .expr_as(Expr::col(contact_tag::Column::ContactId).count(), "n")
+        .from(contact_tag::Entity)
+        .and_where(Expr::col(contact_tag::Column::TagId).is_in(tag_ids.iter().copied()))
+        .group_by_col(contact_tag::Column::TagId)
+        .to_owned();
+    let mut out = HashMap::new();
+    for row in conn.query_all(&select).await? {
+        let n: i64 = row.try_get("", "n")?;
+        out.insert(
+            row.try_get::<i64>("", "tag_id")?,
+            u64::try_from(n).unwrap_or(0),
+        );
+    }
+    Ok(out)
+}
+
+impl Store {
+    pub async fn list_tags(
+        &self,
+        workspace_id: WorkspaceId,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<TagPage, StoreError> {
+        let mut query = tag::Entity::find()
+            .filter(tag::Column::WorkspaceId.eq(workspace_id.0))
+            .order_by_asc(tag::Column::NameKey)
+            .limit(limit + 1);
+        if let Some(after) = after {
+            query = query.filter(tag::Column::NameKey.gt(after));
+        }
+        let mut models = query.all(&self.db).await?;
+        let next_after = if models.len() as u64 > limit {
+            models.truncate(limit as usize);
+            models.last().map(|m| m.name_key.clone())
+        } else {
+            None
+        };
+        let ids: Vec<i64> = models.iter().map(|m| m.id).collect();
+        let counts = counts(&self.db, &ids).await?;
+        Ok(TagPage {
+            items: models
+                .into_iter()
+                .map(|m| TagSummary {
+                    contact_count: counts.get(&m.id).copied().unwrap_or(0),
+                    id: TagId(m.id),
+                    name: m.name,
+                    created_at: m.created_at,
+                })
+                .collect(),
+            next_after,
+        })
+    }
+
+    pub async fn get_tag(
+        &self,
+        workspace_id: WorkspaceId,
+        id: TagId,
+    ) -> Result<TagSummary, StoreError> {
+        let m = tag::Entity::find_by_id(id.0)
+            .filter(tag::Column::WorkspaceId.eq(workspace_id.0))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::not_found("tag", id))?;
+        let counts = counts(&self.db, &[m.id]).await?;
+        Ok(TagSummary {
+            contact_count: counts.get(&m.id).copied().unwrap_or(0),
+            id: TagId(m.id),
+            name: m.name,
+            created_at: m.created_at,
+        })
+    }
+
+    /// Renames a tag. A rename that only changes case is allowed; one onto
+    /// another tag's name is a conflict (merging tags is a separate decision).
+    pub async fn rename_tag(
+        &self,
+        workspace_id: WorkspaceId,
+        id: TagId,
+        name: &TagName,
+    ) -> Result<TagSummary, StoreError> {
+        let txn = self.begin_write().await?;
+        let update = Query::update()
+            .table(tag::Entity)
+            .value(tag::Column::Name, name.as_str())
+            .value(tag::Column::NameKey, name.key())
+            .and_where(Expr::col(tag::Column::Id).eq(id.0))
+            .and_where(Expr::col(tag::Column::WorkspaceId).eq(workspace_id.0))
+            .to_owned();
+        let result = match txn.execute(&update).await {
+            Ok(r) => r,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict {
+                    code: "tag_exists",
+                    message: format!("another tag is already named `{name}`"),
+                    pointer: Some("/name".into()),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if result.rows_affected() == 0 {
+            return Err(StoreError::not_found("tag", id));
+        }
+        let tagged: Vec<i64> = contact_tag::Entity::find()
+            .select_only()
+            .column(contact_tag::Column::ContactId)
+            .filter(contact_tag::Column::TagId.eq(id.0))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        touch(&txn, &tagged, Timestamp::now()).await?;
+        txn.commit().await?;
+        self.get_tag(workspace_id, id).await
+    }
+
+    /// Deletes a tag and its links to contacts.
+    pub async fn delete_tag(&self, workspace_id: WorkspaceId, id: TagId) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
+        let tagged: Vec<i64> = contact_tag::Entity::find()
+            .select_only()
+            .column(contact_tag::Column::ContactId)
+            .filter(contact_tag::Column::TagId.eq(id.0))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let result = tag::Entity::delete_many()
+            .filter(tag::Column::WorkspaceId.eq(workspace_id.0))
+            .filter(tag::Column::Id.eq(id.0))
+            .exec(&txn)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(StoreError::not_found("tag", id));
+        }
+        touch(&txn, &tagged, Timestamp::now()).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Adds (`add`) or removes (`remove`) tags on many contacts at once.
+    pub async fn retag_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_ids: &[ContactId],
+        add: &[TagName],
+        remove: &[TagName],
+    ) -> Result<BulkTagOutcome, StoreError> {
+        let txn = self.begin_write().await?;
+        let mut found = Vec::with_capacity(contact_ids.len());
+        for chunk in contact_ids.chunks(MAX_IN_LIST) {
+            let ids: Vec<i64> = contact::Entity::find()
+                .select_only()
+                .column(contact::Column::Id)
+                .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+                .filter(contact::Column::Id.is_in(chunk.iter().map(|c| c.0)))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            found.extend(ids);
+        }
+        let found_set: std::collections::HashSet<i64> = found.iter().copied().collect();
+        let mut not_found: Vec<ContactId> = contact_ids
+            .iter()
+            .copied()
+            .filter(|c| !found_set.contains(&c.0))
+            .collect();
+        not_found.dedup();
+        apply_tag_changes(&txn, workspace_id, &found, None, add, remove).await?;
+        touch(&txn, &found, Timestamp::now()).await?;
+        txn.commit().await?;
+        Ok(BulkTagOutcome {
+            updated: found.len() as u64,
+            not_found,
+        })
+    }
+}

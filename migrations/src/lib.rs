@@ -1,0 +1,27 @@
+//! Schema migrations for Segments, identical in effect on SQLite and PostgreSQL.
+//!
+//! Migrations name their own tables and columns instead of importing the
+//! store's entities: a migration is history and must not change when today's
+//! model does. One migration per file (its name comes from the file name).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261130_000001_create_workspaces;
+mod m20261130_000002_create_contacts;
+mod m20261130_000003_create_tags;
+mod m20261130_000004_create_attributes;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261130_000001_create_workspaces::Migration),
+            Box::new(m20261130_000002_create_contacts::Migration),
+            Box::new(m20261130_000003_create_tags::Migration),
+            Box::new(m20261130_000004_create_attributes::Migration),
+        ]
+    }
+}
