@@ -1,1 +1,264 @@
+//! Test support: start the real application on a random port, against a
+//! fresh database of either backend, and talk to it over HTTP.
+//!
+//! Each test gets its own database (a temporary SQLite file, or a uniquely
+//! named PostgreSQL database that is dropped afterwards), so tests never
+//! depend on what else is in the shared server.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
 
+mod database;
+
+use std::net::TcpListener;
+
+use reqwest::{Method, StatusCode};
+use segments_api::{AppState, HttpSettings};
+use segments_domain::Label;
+use segments_store::Store;
+use serde_json::Value;
+
+pub use database::{Backend, TestDatabase};
+
+/// The running application and a client authenticated for one workspace.
+#[derive(Debug)]
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// The API key of the test's first workspace.
+    pub key: String,
+    pub store: Store,
+    pub backend: Backend,
+    server: actix_web::dev::ServerHandle,
+    _database: TestDatabase,
+}
+
+/// A response, read eagerly.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self.body
+    }
+
+    /// Asserts a problem+json answer with this status; returns the problem.
+    #[track_caller]
+    pub fn problem(self, status: u16) -> Value {
+        assert_eq!(
+            self.content_type, "application/problem+json",
+            "body: {}",
+            self.body
+        );
+        let body = self.expect(status);
+        assert_eq!(body["status"], status);
+        assert!(
+            body["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("https://")),
+            "{body}"
+        );
+        body
+    }
+
+    /// The pointers of a problem's failing fields.
+    pub fn pointers(problem: &Value) -> Vec<String> {
+        problem["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["pointer"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(
+            backend,
+            HttpSettings {
+                workers: 2,
+                ..HttpSettings::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn spawn_with(backend: Backend, http: HttpSettings) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let store = Store::connect(&database.settings()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = segments_api::serve(
+            listener,
+            AppState {
+                store: store.clone(),
+            },
+            http,
+        )
+        .expect("serve");
+        let handle = server.handle();
+        tokio::spawn(server);
+        let (_, key) = store
+            .create_workspace(&Label::parse("test").expect("label"))
+            .await
+            .expect("workspace");
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            key: key.secret,
+            store,
+            backend,
+            server: handle,
+            _database: database,
+        }
+    }
+
+    /// Creates another workspace and returns its key.
+    pub async fn other_workspace(&self) -> String {
+        let (_, key) = self
+            .store
+            .create_workspace(&Label::parse("other").expect("label"))
+            .await
+            .expect("workspace");
+        key.secret
+    }
+
+    pub async fn stop(self) {
+        self.server.stop(false).await;
+    }
+
+    /// Sends a request with this app's key.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call_as(&self.key, method, path, body).await
+    }
+
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    /// Sends raw bytes with the given content type.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(&self.key)
+            .header("content-type", content_type)
+            .body(body);
+        read(request.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Creates a contact and returns it.
+    pub async fn contact(&self, body: Value) -> Value {
+        self.post("/v1/contacts", body).await.expect(201)
+    }
+
+    /// Declares an attribute.
+    pub async fn attribute(&self, key: &str, ty: &str) -> Value {
+        self.post(
+            "/v1/attributes",
+            serde_json::json!({"key": key, "type": ty}),
+        )
+        .await
+        .expect(201)
+    }
+}
+
+async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Reply {
+        status,
+        content_type,
+        body,
+        headers,
+    }
+}
+
+/// Runs an async test body once per backend, as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -31,10 +31,10 @@ impl Timestamp {
         if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
             return Self::parse(instant.with_timezone(&Utc));
         }
-        if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
-                return Self::parse(midnight.and_utc());
-            }
+        if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            && let Some(midnight) = date.and_hms_opt(0, 0, 0)
+        {
+            return Self::parse(midnight.and_utc());
         }
         Err(FieldError::new(
             "invalid_date",

@@ -212,8 +212,10 @@ impl Store {
             .filter(|c| !found_set.contains(&c.0))
             .collect();
         not_found.dedup();
-        apply_tag_changes(&txn, workspace_id, &found, None, add, remove).await?;
-        touch(&txn, &found, Timestamp::now()).await?;
+        if !found.is_empty() {
+            apply_tag_changes(&txn, workspace_id, &found, None, add, remove).await?;
+            touch(&txn, &found, Timestamp::now()).await?;
+        }
         txn.commit().await?;
         Ok(BulkTagOutcome {
             updated: found.len() as u64,

@@ -121,7 +121,7 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Data => {
                 let message = strip_position(&inner.to_string());
                 let mut pointer = to_pointer(err.path());
-                if let Some(field) = unknown_field(&message) {
+                if let Some(field) = missing_field(&message) {
                     pointer.push('/');
                     pointer.push_str(&segments_domain::violation::pointer_token(field));
                 }
@@ -164,8 +164,10 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
+/// The field a missing-field error is about: serde reports it at the
+/// enclosing object, but the client needs the field itself.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
     rest.split('`').next()
 }
 

@@ -181,15 +181,10 @@ pub async fn bulk_upsert(
     state: web::Data<AppState>,
     body: BulkJson<BulkUpsertInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let (patches, rejected) = body.0.into_patches().map_err(ApiError::Validation)?;
-    let items: Vec<_> = patches
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, p)| p.map(|p| (i, p)))
-        .collect();
+    let batch = body.0.into_patches().map_err(ApiError::Validation)?;
     let outcome = state
         .store
-        .upsert_contacts(auth.0.workspace_id, &items)
+        .upsert_contacts(auth.0.workspace_id, &batch.items)
         .await?;
-    Ok(HttpResponse::Ok().json(BulkUpsertResult::new(outcome, rejected)))
+    Ok(HttpResponse::Ok().json(BulkUpsertResult::new(outcome, batch.rejected)))
 }

@@ -183,12 +183,19 @@ pub struct BulkUpsertInput {
     pub contacts: Vec<ContactInput>,
 }
 
+/// A bulk request, parsed item by item.
+#[derive(Debug)]
+pub struct ParsedBatch {
+    /// Valid items with their positions in the request.
+    pub items: Vec<(usize, ContactPatch)>,
+    /// Invalid items, with pointers relative to the item.
+    pub rejected: Vec<(usize, Violations)>,
+}
+
 impl BulkUpsertInput {
-    /// Parses every item; items that fail are returned with their violations
-    /// (pointers relative to the item) instead of failing the whole request.
-    pub fn into_patches(
-        self,
-    ) -> Result<(Vec<Option<ContactPatch>>, Vec<(usize, Violations)>), Violations> {
+    /// Parses every item; items that fail are reported instead of failing the
+    /// whole request.
+    pub fn into_patches(self) -> Result<ParsedBatch, Violations> {
         if self.contacts.is_empty() || self.contacts.len() > MAX_BULK_UPSERT {
             return Err(Violations::one(
                 FieldError::new(
@@ -201,18 +208,17 @@ impl BulkUpsertInput {
                 .at("/contacts"),
             ));
         }
-        let mut patches = Vec::with_capacity(self.contacts.len());
-        let mut rejected = Vec::new();
+        let mut batch = ParsedBatch {
+            items: Vec::with_capacity(self.contacts.len()),
+            rejected: Vec::new(),
+        };
         for (index, item) in self.contacts.into_iter().enumerate() {
             match item.into_patch() {
-                Ok(p) => patches.push(Some(p)),
-                Err(v) => {
-                    patches.push(None);
-                    rejected.push((index, v));
-                }
+                Ok(p) => batch.items.push((index, p)),
+                Err(v) => batch.rejected.push((index, v)),
             }
         }
-        Ok((patches, rejected))
+        Ok(batch)
     }
 }
 

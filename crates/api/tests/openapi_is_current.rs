@@ -1,0 +1,51 @@
+//! The checked-in spec is what SDKs are generated from: it must be exactly
+//! what the code produces.
+
+#[test]
+fn the_checked_in_openapi_document_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/openapi.json");
+    let generated = segments_api::openapi::document();
+    if std::env::var_os("SEGMENTS_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        return;
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "openapi/openapi.json is stale: regenerate it with `cargo run -p segments -- openapi > openapi/openapi.json` \
+         (or run this test with SEGMENTS_UPDATE_OPENAPI=1)"
+    );
+}
+
+#[test]
+fn every_operation_documents_its_errors_as_problems() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&segments_api::openapi::document()).unwrap_or_default();
+    let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+    assert!(paths.len() > 10);
+    for (path, item) in paths {
+        for (method, op) in item.as_object().cloned().unwrap_or_default() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let responses = op["responses"].as_object().cloned().unwrap_or_default();
+            assert!(responses.contains_key("401"), "{method} {path} lacks 401");
+            assert_eq!(
+                op["security"][0]["api_key"],
+                serde_json::json!([]),
+                "{method} {path}"
+            );
+            for (status, response) in responses {
+                if status.starts_with('4') {
+                    assert!(
+                        response["content"]["application/json"]["schema"]["$ref"]
+                            .as_str()
+                            .is_some_and(|r| r.ends_with("/Problem")),
+                        "{method} {path} {status} is not a Problem"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+use segments_tests::{Backend, TestApp, on_both_backends};
+use serde_json::json;
+
+async fn keys_are_created_listed_and_revoked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let issued = app
+        .post("/v1/api-keys", json!({"name": "sender"}))
+        .await
+        .expect(201);
+    let secret = issued["key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with(issued["prefix"].as_str().unwrap()));
+    let list = app.get("/v1/api-keys").await.expect(200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert!(
+        !list.to_string().contains(&secret),
+        "a listing must never show secrets"
+    );
+    // The new key works for the same workspace.
+    let c = app.contact(json!({"name": "seen by both"})).await;
+    let path = format!("/v1/contacts/{}", c["id"]);
+    app.call_as(&secret, reqwest::Method::GET, &path, None)
+        .await
+        .expect(200);
+    // Revoked, it no longer does.
+    let id = issued["id"].as_i64().unwrap();
+    let revoked = app.delete(&format!("/v1/api-keys/{id}")).await.expect(200);
+    assert!(revoked["revoked_at"].is_string());
+    app.call_as(&secret, reqwest::Method::GET, &path, None)
+        .await
+        .problem(401);
+    app.stop().await;
+}
+
+async fn the_last_active_key_cannot_be_revoked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let list = app.get("/v1/api-keys").await.expect(200);
+    let id = list["items"][0]["id"].as_i64().unwrap();
+    app.delete(&format!("/v1/api-keys/{id}")).await.problem(409);
+    app.get("/v1/contacts").await.expect(200);
+    app.stop().await;
+}
+
+on_both_backends!(
+    keys_are_created_listed_and_revoked,
+    the_last_active_key_cannot_be_revoked
+);

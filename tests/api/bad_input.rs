@@ -1,0 +1,307 @@
+//! Every kind of bad input answers a 4xx problem, never a 5xx.
+
+use reqwest::Method;
+use segments_api::HttpSettings;
+use segments_tests::{Backend, Reply, TestApp, on_both_backends};
+use serde_json::{Value, json};
+
+/// Every authenticated route, with a plausible body.
+fn routes(contact: i64, tag: i64) -> Vec<(Method, String, Option<Value>)> {
+    vec![
+        (Method::GET, "/v1/contacts".into(), None),
+        (Method::POST, "/v1/contacts".into(), Some(json!({}))),
+        (Method::GET, format!("/v1/contacts/{contact}"), None),
+        (
+            Method::PATCH,
+            format!("/v1/contacts/{contact}"),
+            Some(json!({})),
+        ),
+        (Method::DELETE, format!("/v1/contacts/{contact}"), None),
+        (
+            Method::POST,
+            "/v1/contacts/batch-get".into(),
+            Some(json!({"ids": [contact]})),
+        ),
+        (
+            Method::POST,
+            "/v1/contacts/bulk-upsert".into(),
+            Some(json!({"contacts": [{"external_id": "e"}]})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/contacts/{contact}/tags"),
+            Some(json!({"tags": ["a"]})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/contacts/{contact}/tags/remove"),
+            Some(json!({"tags": ["a"]})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/contacts/{contact}/tags/a"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/v1/contacts/{contact}/attributes/k"),
+            Some(json!({"value": 1})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/contacts/{contact}/attributes/k"),
+            None,
+        ),
+        (Method::GET, "/v1/tags".into(), None),
+        (Method::GET, format!("/v1/tags/{tag}"), None),
+        (
+            Method::PATCH,
+            format!("/v1/tags/{tag}"),
+            Some(json!({"name": "b"})),
+        ),
+        (Method::DELETE, format!("/v1/tags/{tag}"), None),
+        (
+            Method::POST,
+            "/v1/tags/apply".into(),
+            Some(json!({"contact_ids": [contact], "tags": ["a"]})),
+        ),
+        (
+            Method::POST,
+            "/v1/tags/remove".into(),
+            Some(json!({"contact_ids": [contact], "tags": ["a"]})),
+        ),
+        (Method::GET, "/v1/attributes".into(), None),
+        (
+            Method::POST,
+            "/v1/attributes".into(),
+            Some(json!({"key": "k", "type": "number"})),
+        ),
+        (Method::DELETE, "/v1/attributes/k".into(), None),
+        (Method::GET, "/v1/api-keys".into(), None),
+        (
+            Method::POST,
+            "/v1/api-keys".into(),
+            Some(json!({"name": "n"})),
+        ),
+        (Method::DELETE, "/v1/api-keys/1".into(), None),
+    ]
+}
+
+async fn every_route_requires_a_valid_key(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let c = app.contact(json!({"tags": ["a"]})).await["id"]
+        .as_i64()
+        .unwrap();
+    for (method, path, body) in routes(c, 1) {
+        for key in ["", "seg_0000", "not-a-key", &format!("{}x", app.key)] {
+            let reply = app.call_as(key, method.clone(), &path, body.clone()).await;
+            assert!(
+                reply.headers.contains_key("www-authenticate"),
+                "{method} {path}"
+            );
+            reply.problem(401);
+        }
+        let mut request = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address));
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            401,
+            "{method} {path} without Authorization"
+        );
+    }
+    app.stop().await;
+}
+
+async fn malformed_bodies_are_client_errors(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let c = app.contact(json!({"tags": ["a"]})).await["id"]
+        .as_i64()
+        .unwrap();
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let junk: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"{".to_vec(),
+        b"not json".to_vec(),
+        b"{} trailing".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"\"text\"".to_vec(),
+        b"1e400".to_vec(),
+        b"{\"ids\": [9223372036854775808]}".to_vec(),
+        b"{\"contacts\": null}".to_vec(),
+        b"{\"name\": \"\\ud800\"}".to_vec(),
+        deep.into_bytes(),
+        vec![0xff, 0xfe, 0x00],
+    ];
+    for (method, path, body) in routes(c, 1) {
+        if body.is_none() {
+            continue;
+        }
+        for bytes in &junk {
+            let reply = app
+                .raw(method.clone(), &path, "application/json", bytes.clone())
+                .await;
+            let status = reply.status.as_u16();
+            assert!(
+                (400..500).contains(&status),
+                "{method} {path} {:?} -> {status}",
+                String::from_utf8_lossy(bytes)
+            );
+            assert_eq!(
+                reply.content_type, "application/problem+json",
+                "{method} {path}"
+            );
+        }
+        let reply = app
+            .raw(method.clone(), &path, "text/plain", b"{}".to_vec())
+            .await;
+        reply.problem(415);
+    }
+    app.stop().await;
+}
+
+async fn shape_errors_name_the_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let cases = [
+        ("/v1/contacts", json!({"name": 5}), "/name", "wrong_type"),
+        (
+            "/v1/contacts",
+            json!({"nmae": "typo"}),
+            "/nmae",
+            "unknown_field",
+        ),
+        (
+            "/v1/contacts",
+            json!({"tags": ["ok", 3]}),
+            "/tags/1",
+            "wrong_type",
+        ),
+        (
+            "/v1/contacts",
+            json!({"opted_in": "yes"}),
+            "/opted_in",
+            "wrong_type",
+        ),
+        (
+            "/v1/contacts",
+            json!({"first_contacted_at": "last week"}),
+            "/first_contacted_at",
+            "invalid",
+        ),
+        (
+            "/v1/contacts",
+            json!({"email": "not-an-email"}),
+            "/email",
+            "invalid_email",
+        ),
+        (
+            "/v1/contacts",
+            json!({"phone": "call me"}),
+            "/phone",
+            "invalid_phone",
+        ),
+        (
+            "/v1/contacts",
+            json!({"channel": "WhatsApp"}),
+            "/channel",
+            "invalid_channel",
+        ),
+        (
+            "/v1/contacts",
+            json!({"name": "x".repeat(201)}),
+            "/name",
+            "too_long",
+        ),
+        ("/v1/contacts", json!({"tags": [""]}), "/tags/0", "empty"),
+        (
+            "/v1/contacts",
+            json!({"attributes": {"Bad Key": 1}}),
+            "/attributes/Bad Key",
+            "invalid_key",
+        ),
+        (
+            "/v1/contacts",
+            json!({"first_contacted_at": "+10000-01-01T00:00:00Z"}),
+            "/first_contacted_at",
+            "out_of_range",
+        ),
+        (
+            "/v1/contacts",
+            json!({"first_contacted_at": "0999-01-01T00:00:00Z"}),
+            "/first_contacted_at",
+            "out_of_range",
+        ),
+        ("/v1/attributes", json!({"key": "k"}), "/type", "required"),
+        (
+            "/v1/contacts/bulk-upsert",
+            json!({"contacts": [{}, {"name": []}]}),
+            "/contacts/1/name",
+            "wrong_type",
+        ),
+    ];
+    for (path, body, pointer, code) in cases {
+        let problem = app.post(path, body.clone()).await.problem(422);
+        assert_eq!(
+            Reply::pointers(&problem),
+            vec![pointer.to_owned()],
+            "{body}"
+        );
+        assert_eq!(problem["errors"][0]["code"], code, "{body}");
+    }
+    app.stop().await;
+}
+
+async fn oversized_bodies_are_refused(backend: Backend) {
+    let http = HttpSettings {
+        max_body_bytes: 16 * 1024,
+        max_bulk_body_bytes: 64 * 1024,
+        workers: 1,
+    };
+    let app = TestApp::spawn_with(backend, http).await;
+    let big_name = "x".repeat(20 * 1024);
+    app.post("/v1/contacts", json!({"name": big_name}))
+        .await
+        .problem(413);
+    // The bulk route has its own, larger limit.
+    let items: Vec<Value> = (0..100)
+        .map(|i| json!({"external_id": format!("{i}-{}", "p".repeat(100))}))
+        .collect();
+    app.post("/v1/contacts/bulk-upsert", json!({"contacts": items}))
+        .await
+        .expect(200);
+    let items: Vec<Value> = (0..1000)
+        .map(|i| json!({"external_id": format!("{i}-{}", "p".repeat(100))}))
+        .collect();
+    app.post("/v1/contacts/bulk-upsert", json!({"contacts": items}))
+        .await
+        .problem(413);
+    app.stop().await;
+}
+
+async fn bad_paths_and_methods_are_problems(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.get("/v1/contacts/abc").await.problem(400);
+    app.get("/v1/contacts/99999999999999999999")
+        .await
+        .problem(400);
+    app.get("/v1/nothing-here").await.problem(404);
+    app.get("/v1/contacts/-5").await.problem(404);
+    app.delete("/v1/contacts/1/tags/%20").await.problem(400);
+    app.put("/v1/contacts/1/attributes/Bad-Key", json!({"value": 1}))
+        .await
+        .problem(400);
+    app.stop().await;
+}
+
+on_both_backends!(
+    every_route_requires_a_valid_key,
+    malformed_bodies_are_client_errors,
+    shape_errors_name_the_field,
+    oversized_bodies_are_refused,
+    bad_paths_and_methods_are_problems,
+);

@@ -1,0 +1,183 @@
+use segments_tests::{Backend, TestApp, on_both_backends};
+use serde_json::{Value, json};
+
+fn batch(n: usize) -> Value {
+    let contacts: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "external_id": format!("ext-{i}"),
+                "name": format!("Contact {i}"),
+                "channel": if i % 2 == 0 { "whatsapp" } else { "sms" },
+                "opted_in": i % 3 == 0,
+                "tags": [format!("t{}", i % 4), "all"],
+                "attributes": {"score": i, "tier": format!("tier-{}", i % 3)}
+            })
+        })
+        .collect();
+    json!({ "contacts": contacts })
+}
+
+async fn all_contacts(app: &TestApp) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut path = "/v1/contacts?limit=1000".to_owned();
+    loop {
+        let page = app.get(&path).await.expect(200);
+        out.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/contacts?limit=1000&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+/// Everything but the timestamps that a repeated upsert legitimately moves.
+fn stable(contacts: &[Value]) -> Vec<Value> {
+    contacts
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c.as_object_mut().unwrap().remove("updated_at");
+            c
+        })
+        .collect()
+}
+
+async fn bulk_upsert_is_idempotent(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.attribute("score", "number").await;
+    app.attribute("tier", "text").await;
+    let first = app
+        .post("/v1/contacts/bulk-upsert", batch(2500))
+        .await
+        .expect(200);
+    assert_eq!(
+        (first["created"].clone(), first["updated"].clone()),
+        (json!(2500), json!(0))
+    );
+    assert_eq!(first["errors"], json!([]));
+    let before = all_contacts(&app).await;
+    assert_eq!(before.len(), 2500);
+    let second = app
+        .post("/v1/contacts/bulk-upsert", batch(2500))
+        .await
+        .expect(200);
+    assert_eq!(
+        (second["created"].clone(), second["updated"].clone()),
+        (json!(0), json!(2500))
+    );
+    let ids = |r: &Value| -> Vec<Value> {
+        r["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&first), ids(&second));
+    let after = all_contacts(&app).await;
+    assert_eq!(stable(&before), stable(&after));
+    let c = &after[5];
+    assert_eq!(c["tags"], json!(["all", "t1"]));
+    assert_eq!(c["attributes"], json!({"score": 5, "tier": "tier-2"}));
+    app.stop().await;
+}
+
+async fn bulk_items_patch_existing_contacts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.attribute("score", "number").await;
+    app.attribute("tier", "text").await;
+    app.post("/v1/contacts/bulk-upsert", batch(3))
+        .await
+        .expect(200);
+    let update = json!({"contacts": [
+        {"external_id": "ext-1", "email": "one@example.com", "attributes": {"tier": null}},
+        {"external_id": "ext-2", "tags": []}
+    ]});
+    let result = app
+        .post("/v1/contacts/bulk-upsert", update)
+        .await
+        .expect(200);
+    assert_eq!(result["updated"], 2);
+    let contacts = all_contacts(&app).await;
+    assert_eq!(contacts[1]["name"], "Contact 1");
+    assert_eq!(contacts[1]["email"], "one@example.com");
+    assert_eq!(contacts[1]["attributes"], json!({"score": 1}));
+    assert_eq!(contacts[1]["tags"], json!(["all", "t1"]));
+    assert_eq!(contacts[2]["tags"], json!([]));
+    app.stop().await;
+}
+
+async fn invalid_items_are_reported_and_valid_ones_stored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.attribute("score", "number").await;
+    let body = json!({"contacts": [
+        {"external_id": "ok-1"},
+        {"name": "no external id"},
+        {"external_id": "bad-email", "email": "nope"},
+        {"external_id": "ok-1"},
+        {"external_id": "bad-score", "attributes": {"score": "high"}},
+        {"external_id": "ok-2", "tags": ["x"]}
+    ]});
+    let result = app.post("/v1/contacts/bulk-upsert", body).await.expect(200);
+    assert_eq!(result["created"], 2);
+    let stored: Vec<_> = result["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["index"].clone())
+        .collect();
+    assert_eq!(stored, vec![json!(0), json!(5)]);
+    let errors: Vec<(i64, String)> = result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_i64().unwrap(),
+                e["errors"][0]["pointer"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (1, "/contacts/1/external_id".into()),
+            (2, "/contacts/2/email".into()),
+            (3, "/contacts/3/external_id".into()),
+            (4, "/contacts/4/attributes/score".into()),
+        ]
+    );
+    assert_eq!(all_contacts(&app).await.len(), 2);
+    // An unknown field makes the document itself invalid: nothing is stored.
+    let body = json!({"contacts": [{"external_id": "new"}, {"external_id": "bad-field", "colour": "red"}]});
+    let problem = app
+        .post("/v1/contacts/bulk-upsert", body)
+        .await
+        .problem(422);
+    assert_eq!(problem["errors"][0]["pointer"], "/contacts/1/colour");
+    assert_eq!(all_contacts(&app).await.len(), 2);
+    app.stop().await;
+}
+
+async fn bulk_limits_are_enforced(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.post("/v1/contacts/bulk-upsert", json!({"contacts": []}))
+        .await
+        .problem(422);
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"external_id": i.to_string()}))
+        .collect();
+    let problem = app
+        .post("/v1/contacts/bulk-upsert", json!({"contacts": too_many}))
+        .await
+        .problem(422);
+    assert_eq!(problem["errors"][0]["pointer"], "/contacts");
+    app.stop().await;
+}
+
+on_both_backends!(
+    bulk_upsert_is_idempotent,
+    bulk_items_patch_existing_contacts,
+    invalid_items_are_reported_and_valid_ones_stored,
+    bulk_limits_are_enforced,
+);

@@ -1,0 +1,12 @@
+//! The HTTP API, end to end, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api_keys;
+mod attributes;
+mod bad_input;
+mod bulk;
+mod contacts;
+mod health;
+mod isolation;
+mod pagination;
+mod tags;
