@@ -10,6 +10,7 @@ mod m20261130_000001_create_workspaces;
 mod m20261130_000002_create_contacts;
 mod m20261130_000003_create_tags;
 mod m20261130_000004_create_attributes;
+mod m20261130_000005_create_segments;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_create_contacts::Migration),
             Box::new(m20261130_000003_create_tags::Migration),
             Box::new(m20261130_000004_create_attributes::Migration),
+            Box::new(m20261130_000005_create_segments::Migration),
         ]
     }
 }

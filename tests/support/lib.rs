@@ -12,6 +12,7 @@ use std::net::TcpListener;
 
 use reqwest::{Method, StatusCode};
 use segments_api::{AppState, HttpSettings};
+use segments_conditions::Registry;
 use segments_domain::Label;
 use segments_store::Store;
 use serde_json::Value;
@@ -98,6 +99,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, http: HttpSettings) -> Self {
+        Self::spawn_full(backend, http, Registry::builtin()).await
+    }
+
+    /// Starts the app with a registry of the caller's choosing (to test plugins).
+    pub async fn spawn_full(backend: Backend, http: HttpSettings, registry: Registry) -> Self {
         let database = TestDatabase::create(backend).await;
         let store = Store::connect(&database.settings()).await.expect("connect");
         store.migrate().await.expect("migrate");
@@ -105,9 +111,7 @@ impl TestApp {
         let address = format!("http://{}", listener.local_addr().expect("addr"));
         let server = segments_api::serve(
             listener,
-            AppState {
-                store: store.clone(),
-            },
+            AppState::new(store.clone(), registry),
             http,
         )
         .expect("serve");

@@ -2,15 +2,19 @@
 //! the OpenAPI document. The only crate that knows HTTP.
 
 pub mod extract;
+mod membership;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod wire;
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
+use segments_conditions::{Limits, Registry};
 use segments_store::Store;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -22,6 +26,37 @@ use problem::ApiError;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The condition types this process knows.
+    pub registry: Arc<Registry>,
+    pub engine: EngineSettings,
+}
+
+impl AppState {
+    /// State with default engine settings.
+    pub fn new(store: Store, registry: Registry) -> Self {
+        Self {
+            store,
+            registry: Arc::new(registry),
+            engine: EngineSettings::default(),
+        }
+    }
+}
+
+/// Bounds on condition evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSettings {
+    pub limits: Limits,
+    /// How long a preview may run before it answers 504.
+    pub preview_timeout: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            preview_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// HTTP limits.
@@ -78,6 +113,18 @@ pub fn configure(
             .service(routes::tags::apply)
             .service(routes::tags::unapply)
             .service(routes::contacts::batch_get)
+            .service(routes::search::search)
+            .service(routes::segments::condition_types)
+            .service(routes::segments::preview)
+            .service(routes::segments::create)
+            .service(routes::segments::list)
+            .service(routes::segments::get)
+            .service(routes::segments::update)
+            .service(routes::segments::remove)
+            .service(routes::segments::members)
+            .service(routes::segments::add_members)
+            .service(routes::segments::remove_members)
+            .service(routes::segments::explain)
             .service(routes::contacts::create)
             .service(routes::contacts::list)
             .service(routes::contacts::get)

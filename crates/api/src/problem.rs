@@ -91,6 +91,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0}")]
     Unavailable(String),
+    #[error("the evaluation did not finish within {} ms; narrow the conditions or try again", .0.as_millis())]
+    Timeout(std::time::Duration),
     #[error("internal error")]
     Internal(String),
 }
@@ -109,6 +111,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
+            Self::Timeout(_) => ("timeout", "Timed out"),
             Self::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -168,6 +171,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -203,6 +207,7 @@ impl From<StoreError> for ApiError {
                 candidates: Vec::new(),
             },
             StoreError::Invalid(v) => Self::Validation(v),
+            StoreError::Timeout => Self::Timeout(std::time::Duration::ZERO),
             other if other.is_unavailable() => {
                 Self::Unavailable(format!("the database is unavailable: {other}"))
             }

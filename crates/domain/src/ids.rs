@@ -38,3 +38,7 @@ id_type!(
     /// An API key of one workspace.
     ApiKeyId
 );
+id_type!(
+    /// A segment of one workspace.
+    SegmentId
+);

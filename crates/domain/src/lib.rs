@@ -14,7 +14,7 @@ pub mod violation;
 
 pub use attribute::{AttributeKey, AttributeType, AttributeValue};
 pub use contact::{Channel, Contact, ContactFields, ContactPatch, Email, ExternalId, Phone};
-pub use ids::{ApiKeyId, AttributeId, ContactId, TagId, WorkspaceId};
+pub use ids::{ApiKeyId, AttributeId, ContactId, SegmentId, TagId, WorkspaceId};
 pub use text::{Label, TagName};
 pub use time::Timestamp;
 pub use violation::{FieldError, Violation, Violations};

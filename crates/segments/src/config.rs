@@ -14,7 +14,18 @@ pub struct Settings {
     pub database: DatabaseSection,
     pub http: HttpSection,
     pub redis: RedisSection,
+    pub engine: EngineSection,
     pub telemetry: TelemetrySection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineSection {
+    /// Deepest condition tree accepted, counting the leaves.
+    pub max_depth: usize,
+    /// Most conditions in one tree.
+    pub max_leaves: usize,
+    /// How long `POST /v1/segments/preview` may run.
+    pub preview_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +107,11 @@ impl Default for Settings {
                 url: Secret("redis://127.0.0.1:6379".into()),
                 prefix: "segments".into(),
             },
+            engine: EngineSection {
+                max_depth: 5,
+                max_leaves: 100,
+                preview_timeout_ms: 10_000,
+            },
             telemetry: TelemetrySection {
                 format: LogFormat::Pretty,
                 filter: "info,sqlx=warn".into(),
@@ -120,6 +136,16 @@ impl Settings {
             url: self.database.url.expose().to_owned(),
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+        }
+    }
+
+    pub fn engine(&self) -> segments_api::EngineSettings {
+        segments_api::EngineSettings {
+            limits: segments_conditions::Limits {
+                max_depth: self.engine.max_depth,
+                max_leaves: self.engine.max_leaves,
+            },
+            preview_timeout: Duration::from_millis(self.engine.preview_timeout_ms),
         }
     }
 

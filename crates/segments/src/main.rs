@@ -109,7 +109,11 @@ async fn serve(store: Store, settings: Settings) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&settings.http.bind)
         .with_context(|| format!("binding {}", settings.http.bind))?;
     tracing::info!(address = %listener.local_addr()?, "serving HTTP; Swagger UI at /swagger-ui/");
-    let server = segments_api::serve(listener, AppState { store }, settings.http())?;
+    let state = AppState {
+        engine: settings.engine(),
+        ..AppState::new(store, segments_conditions::Registry::builtin())
+    };
+    let server = segments_api::serve(listener, state, settings.http())?;
     let handle = server.handle();
     tokio::select! {
         result = server => result.context("HTTP server failed")?,

@@ -23,6 +23,10 @@ pub enum StoreError {
     #[error("invalid input: {0}")]
     Invalid(#[from] Violations),
 
+    /// The statement ran past its deadline and was abandoned.
+    #[error("the query took too long and was stopped")]
+    Timeout,
+
     #[error("database error: {0}")]
     Database(#[from] DbErr),
 

@@ -9,14 +9,18 @@ mod batch;
 mod contact_rows;
 mod contacts;
 mod db;
+mod engine;
 pub mod entities;
 mod error;
+mod segments;
 mod tags;
 mod workspaces;
 
 pub use attributes::AttributeDefinition;
 pub use contacts::{BulkOutcome, ContactPage, UpsertedContact};
 pub use db::DatabaseSettings;
+pub use engine::Catalog;
+pub use segments::{MembershipChange, SegmentPage, SegmentRecord, SegmentRule};
 pub use error::StoreError;
 pub use tags::{BulkTagOutcome, TagPage, TagSummary};
 pub use workspaces::{ApiKeyRecord, IssuedKey, Principal, WorkspaceRecord};

@@ -5,4 +5,6 @@ pub mod attributes;
 pub mod contact_tags;
 pub mod contacts;
 pub mod health;
+pub mod search;
+pub mod segments;
 pub mod tags;

@@ -7,6 +7,7 @@ pub mod attribute;
 pub mod contact;
 pub mod health;
 pub mod page;
+pub mod segment;
 pub mod tag;
 
 use serde::{Deserialize, Deserializer};

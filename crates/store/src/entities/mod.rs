@@ -6,5 +6,7 @@ pub mod attribute_definition;
 pub mod contact;
 pub mod contact_attribute;
 pub mod contact_tag;
+pub mod segment;
+pub mod segment_member;
 pub mod tag;
 pub mod workspace;

@@ -1,0 +1,120 @@
+//! `first_contacted`: when the contact was first contacted — between two
+//! instants, within the last N days, or more than N days ago. A contact never
+//! contacted matches none of them.
+
+use std::sync::Arc;
+
+use sea_query::{Expr, ExprTrait};
+use segments_domain::{Timestamp, Violations};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::dates::DatePredicate;
+use super::params::{MAX_DAYS, check_days, fail, parse};
+use crate::plugin::{Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError};
+use crate::sql::{Contacts, contact};
+use crate::ContactSnapshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    Between,
+    WithinLastDays,
+    MoreThanDaysAgo,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    op: Op,
+    from: Option<String>,
+    to: Option<String>,
+    days: Option<u32>,
+}
+
+/// The `first_contacted` condition type.
+#[derive(Debug, Clone, Copy)]
+pub struct FirstContactedCondition;
+
+#[derive(Debug)]
+struct Compiled(DatePredicate);
+
+fn instant(raw: Option<&str>, pointer: &str) -> Result<Timestamp, Violations> {
+    let raw = raw.ok_or_else(|| fail(pointer, "required", "required by this operator"))?;
+    Timestamp::parse_str(raw).map_err(|e| fail(pointer, e.code, e.message))
+}
+
+/// Parses the `days` of a relative operator.
+pub(super) fn days(raw: Option<u32>, pointer: &str) -> Result<u32, Violations> {
+    let d = raw.ok_or_else(|| fail(pointer, "required", "required by this operator"))?;
+    check_days(d, pointer)?;
+    Ok(d)
+}
+
+impl ConditionType for FirstContactedCondition {
+    fn name(&self) -> &'static str {
+        "first_contacted"
+    }
+
+    fn description(&self) -> &'static str {
+        "Contacts first contacted between two instants (inclusive), within the last N days, or more than N days ago."
+    }
+
+    fn operators(&self) -> &'static [&'static str] {
+        &["between", "within_last_days", "more_than_days_ago"]
+    }
+
+    fn params_schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "required": ["op"],
+            "additionalProperties": false,
+            "properties": {
+                "op": {"enum": self.operators()},
+                "from": {"type": "string", "format": "date-time", "description": "between: first instant (inclusive)"},
+                "to": {"type": "string", "format": "date-time", "description": "between: last instant (inclusive)"},
+                "days": {"type": "integer", "minimum": 0, "maximum": MAX_DAYS, "description": "within_last_days, more_than_days_ago"}
+            }
+        })
+    }
+
+    fn parse(&self, params: &Value, _: &ParseContext<'_>) -> Result<Arc<dyn Condition>, Violations> {
+        let p: Params = parse(params)?;
+        let predicate = match p.op {
+            Op::Between => {
+                let from = instant(p.from.as_deref(), "/from")?;
+                let to = instant(p.to.as_deref(), "/to")?;
+                if from > to {
+                    return Err(fail("/to", "empty_range", "`to` is before `from`"));
+                }
+                DatePredicate::Between(from, to)
+            }
+            Op::WithinLastDays => DatePredicate::WithinLastDays(days(p.days, "/days")?),
+            Op::MoreThanDaysAgo => DatePredicate::MoreThanDaysAgo(days(p.days, "/days")?),
+        };
+        Ok(Arc::new(Compiled(predicate)))
+    }
+}
+
+impl Condition for Compiled {
+    fn matches(&self, c: &ContactSnapshot, ctx: &EvalContext<'_>) -> bool {
+        c.contact
+            .fields
+            .first_contacted_at
+            .is_some_and(|t| self.0.holds(t, ctx.now))
+    }
+
+    fn to_sql(&self, ctx: &SqlContext<'_>) -> Result<Expr, SqlError> {
+        Ok(contact(Contacts::FirstContactedAt)
+            .is_not_null()
+            .and(self.0.sql(contact(Contacts::FirstContactedAt), ctx.now)))
+    }
+
+    fn reads(&self) -> Vec<DataRef> {
+        vec![DataRef::FirstContacted]
+    }
+
+    fn time_dependent(&self) -> bool {
+        self.0.time_dependent()
+    }
+}

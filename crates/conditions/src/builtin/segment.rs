@@ -1,0 +1,98 @@
+//! `segment`: member / not member of another segment of the workspace.
+//! Referring to a missing segment, or to the segment being saved, is refused;
+//! cycles through other segments are refused when a segment is saved.
+
+use std::sync::Arc;
+
+use sea_query::{Expr, ExprTrait};
+use segments_domain::{SegmentId, Violations};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::params::{fail, parse};
+use crate::plugin::{Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError};
+use crate::ContactSnapshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    MemberOf,
+    NotMemberOf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    op: Op,
+    segment_id: i64,
+}
+
+/// The `segment` condition type.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentCondition;
+
+#[derive(Debug)]
+struct Compiled {
+    member: bool,
+    segment: SegmentId,
+}
+
+impl ConditionType for SegmentCondition {
+    fn name(&self) -> &'static str {
+        "segment"
+    }
+
+    fn description(&self) -> &'static str {
+        "Contacts that are, or are not, members of another segment."
+    }
+
+    fn operators(&self) -> &'static [&'static str] {
+        &["member_of", "not_member_of"]
+    }
+
+    fn params_schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "required": ["op", "segment_id"],
+            "additionalProperties": false,
+            "properties": {
+                "op": {"enum": self.operators()},
+                "segment_id": {"type": "integer", "format": "int64"}
+            }
+        })
+    }
+
+    fn parse(&self, params: &Value, ctx: &ParseContext<'_>) -> Result<Arc<dyn Condition>, Violations> {
+        let p: Params = parse(params)?;
+        let segment = SegmentId(p.segment_id);
+        if ctx.current_segment == Some(segment) {
+            return Err(fail("/segment_id", "self_reference", "a segment cannot refer to itself"));
+        }
+        if !ctx.segments.contains(segment) {
+            return Err(fail(
+                "/segment_id",
+                "unknown_segment",
+                format!("segment {segment} does not exist"),
+            ));
+        }
+        Ok(Arc::new(Compiled {
+            member: p.op == Op::MemberOf,
+            segment,
+        }))
+    }
+}
+
+impl Condition for Compiled {
+    fn matches(&self, c: &ContactSnapshot, ctx: &EvalContext<'_>) -> bool {
+        ctx.segments.is_member(self.segment, c, ctx) == self.member
+    }
+
+    fn to_sql(&self, ctx: &SqlContext<'_>) -> Result<Expr, SqlError> {
+        let membership = ctx.segments.membership_sql(self.segment, ctx)?;
+        Ok(if self.member { membership } else { membership.not() })
+    }
+
+    fn reads(&self) -> Vec<DataRef> {
+        vec![DataRef::Segment(self.segment)]
+    }
+}

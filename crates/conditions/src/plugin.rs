@@ -1,0 +1,146 @@
+//! The plugin API: what a condition type provides, and the contexts it is
+//! given to validate, evaluate and compile itself.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use sea_query::Expr;
+use segments_domain::{AttributeId, AttributeType, SegmentId, Timestamp, Violations, WorkspaceId};
+use serde_json::Value;
+
+use crate::{ContactSnapshot, SegmentSet};
+
+/// A kind of condition, such as `tag` or `attribute`.
+///
+/// Implementations are registered in a [`crate::Registry`] at start-up.
+pub trait ConditionType: Send + Sync + 'static {
+    /// The `type` of the leaves this plugin handles: a lowercase identifier.
+    fn name(&self) -> &'static str;
+
+    /// One sentence for UIs.
+    fn description(&self) -> &'static str;
+
+    /// A JSON Schema (draft 2020-12) of `params`, for filter builders and SDKs.
+    fn params_schema(&self) -> Value;
+
+    /// The operators `params.op` accepts, if the type has operators.
+    fn operators(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Validates `params` into a condition. Violations point into `params`
+    /// (the engine prefixes the leaf's location).
+    fn parse(&self, params: &Value, ctx: &ParseContext<'_>) -> Result<Arc<dyn Condition>, Violations>;
+}
+
+/// A validated condition: one leaf of a tree.
+///
+/// Its meanings must agree for every contact: [`Condition::matches`] is true
+/// exactly when the row satisfies [`Condition::to_sql`], on both backends. The
+/// SQL must never evaluate to NULL (use `col IS NOT NULL AND …`), or `not`
+/// would drop rows that memory keeps.
+pub trait Condition: Send + Sync + fmt::Debug {
+    /// The in-memory meaning, for one contact.
+    fn matches(&self, contact: &ContactSnapshot, ctx: &EvalContext<'_>) -> bool;
+
+    /// The SQL meaning: a boolean expression over the row `contacts` (see
+    /// [`crate::sql`] for the tables a condition may read).
+    fn to_sql(&self, ctx: &SqlContext<'_>) -> Result<Expr, SqlError>;
+
+    /// The contact data this condition reads: a change to anything else can
+    /// never change its truth.
+    fn reads(&self) -> Vec<DataRef>;
+
+    /// Whether the passing of time alone can change its truth (relative dates).
+    fn time_dependent(&self) -> bool {
+        false
+    }
+}
+
+/// A piece of contact data a condition may read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DataRef {
+    Tags,
+    Attribute(String),
+    Channel,
+    OptIn,
+    FirstContacted,
+    /// A plain contact column: `name`, `phone`, `email` or `external_id`.
+    Field(&'static str),
+    /// Membership of another segment.
+    Segment(SegmentId),
+}
+
+/// What validation may consult: the workspace's attribute definitions and
+/// segments.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseContext<'a> {
+    pub attributes: &'a HashMap<String, (AttributeId, AttributeType)>,
+    pub segments: &'a SegmentSet,
+    /// The segment being saved, when it already exists (to refuse self-references).
+    pub current_segment: Option<SegmentId>,
+}
+
+/// The SQL dialect a condition compiles for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What in-memory evaluation may consult.
+#[derive(Clone, Copy)]
+pub struct EvalContext<'a> {
+    /// The instant relative dates are measured from; SQL of the same
+    /// evaluation binds the same instant.
+    pub now: Timestamp,
+    pub segments: &'a dyn SegmentEvaluator,
+    /// How many segment references deep this evaluation is.
+    pub depth: usize,
+}
+
+impl fmt::Debug for EvalContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EvalContext").field("now", &self.now).field("depth", &self.depth).finish()
+    }
+}
+
+/// What SQL compilation may consult.
+#[derive(Clone, Copy)]
+pub struct SqlContext<'a> {
+    pub backend: Backend,
+    pub now: Timestamp,
+    pub workspace_id: WorkspaceId,
+    pub segments: &'a dyn SegmentSql,
+    /// How many segment references deep this compilation is.
+    pub depth: usize,
+}
+
+impl fmt::Debug for SqlContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlContext")
+            .field("backend", &self.backend)
+            .field("now", &self.now)
+            .field("workspace_id", &self.workspace_id)
+            .finish()
+    }
+}
+
+/// Answers segment membership in memory.
+pub trait SegmentEvaluator {
+    fn is_member(&self, segment: SegmentId, contact: &ContactSnapshot, ctx: &EvalContext<'_>) -> bool;
+}
+
+/// Answers segment membership in SQL.
+pub trait SegmentSql {
+    fn membership_sql(&self, segment: SegmentId, ctx: &SqlContext<'_>) -> Result<Expr, SqlError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SqlError {
+    #[error("segment {0} does not exist")]
+    MissingSegment(SegmentId),
+    #[error("segment references nest deeper than {0}")]
+    TooDeep(usize),
+}

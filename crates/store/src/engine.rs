@@ -1,0 +1,256 @@
+//! Where the condition engine meets the database: a workspace's catalog
+//! (attribute definitions and parsed segments), and running compiled
+//! conditions as SQL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use segments_conditions::{
+    Backend, ContactSnapshot, Limits, ParseContext, Registry, SegmentDefinition, SegmentKind, SegmentSet,
+    SqlContext, Tree,
+};
+use segments_domain::{
+    AttributeId, AttributeType, ContactId, FieldError, SegmentId, Timestamp, Violations, WorkspaceId,
+};
+
+use crate::attributes::definitions;
+use crate::contact_rows::load_contacts;
+use crate::contacts::ContactPage;
+use crate::entities::contact;
+use crate::segments::{SegmentRecord, SegmentRule};
+use crate::{Store, StoreError};
+
+/// Everything conditions of one workspace are validated and compiled against.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub workspace_id: WorkspaceId,
+    pub attributes: HashMap<String, (AttributeId, AttributeType)>,
+    pub segments: SegmentSet,
+    pub records: Vec<SegmentRecord>,
+    /// Stored trees that no longer validate (an attribute they read was
+    /// deleted, say). Such a segment matches nobody until it is fixed.
+    pub broken: BTreeMap<SegmentId, Violations>,
+}
+
+impl Catalog {
+    /// Validates a tree for the segment `current` (`None` for a new segment or
+    /// a preview), refusing references that would close a cycle.
+    pub fn parse(
+        &self,
+        value: &serde_json::Value,
+        registry: &Registry,
+        limits: Limits,
+        current: Option<SegmentId>,
+    ) -> Result<Tree, Violations> {
+        let ctx = ParseContext {
+            attributes: &self.attributes,
+            segments: &self.segments,
+            current_segment: current,
+        };
+        let tree = Tree::parse(value, registry, &ctx, limits)?;
+        if let Some(current) = current {
+            for referenced in tree.segment_refs() {
+                if let Some(path) = self.segments.path(referenced, current) {
+                    let cycle: Vec<String> = std::iter::once(current)
+                        .chain(path)
+                        .map(|id| id.to_string())
+                        .collect();
+                    return Err(Violations::one(
+                        FieldError::new(
+                            "cycle",
+                            format!("segment references would form a cycle: {}", cycle.join(" → ")),
+                        )
+                        .at(""),
+                    ));
+                }
+            }
+        }
+        Ok(tree)
+    }
+
+    /// The SQL context for evaluating against this catalog at `now`.
+    pub fn sql_context(&self, backend: Backend, now: Timestamp) -> SqlContext<'_> {
+        SqlContext {
+            backend,
+            now,
+            workspace_id: self.workspace_id,
+            segments: &self.segments,
+            depth: 0,
+        }
+    }
+}
+
+impl Store {
+    /// The dialect conditions compile to for this store.
+    pub fn sql_backend(&self) -> Backend {
+        match self.backend() {
+            DbBackend::Postgres => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+
+    /// Loads the workspace's attribute definitions and segments, parsing every
+    /// dynamic segment's tree.
+    pub async fn catalog(
+        &self,
+        workspace_id: WorkspaceId,
+        registry: &Registry,
+        limits: Limits,
+    ) -> Result<Catalog, StoreError> {
+        let attributes = definitions(&self.db, workspace_id).await?;
+        let records = self.segment_records(workspace_id).await?;
+        // Trees are validated against the set of segment ids; a placeholder
+        // set suffices, since parsing only checks that references exist.
+        let placeholders = SegmentSet::new(records.iter().map(|r| SegmentDefinition {
+            id: r.id,
+            name: r.name.clone(),
+            kind: SegmentKind::Static,
+        }));
+        let mut broken = BTreeMap::new();
+        let mut definitions = Vec::with_capacity(records.len());
+        for record in &records {
+            let kind = match &record.rule {
+                SegmentRule::Static => SegmentKind::Static,
+                SegmentRule::Dynamic(json) => {
+                    let ctx = ParseContext {
+                        attributes: &attributes,
+                        segments: &placeholders,
+                        current_segment: Some(record.id),
+                    };
+                    // Stored trees were validated under the limits of their
+                    // time; re-checking today's limits would break them.
+                    let lenient = Limits {
+                        max_depth: usize::MAX,
+                        max_leaves: usize::MAX,
+                    };
+                    let _ = limits;
+                    match Tree::parse(json, registry, &ctx, lenient) {
+                        Ok(tree) => SegmentKind::Dynamic(tree),
+                        Err(v) => {
+                            tracing::warn!(segment = %record.id, problem = %v, "stored segment no longer validates");
+                            broken.insert(record.id, v);
+                            SegmentKind::Dynamic(Tree::Any(Vec::new()))
+                        }
+                    }
+                }
+            };
+            definitions.push(SegmentDefinition {
+                id: record.id,
+                name: record.name.clone(),
+                kind,
+            });
+        }
+        Ok(Catalog {
+            workspace_id,
+            attributes,
+            segments: SegmentSet::new(definitions),
+            records,
+            broken,
+        })
+    }
+
+    /// How many of the workspace's contacts satisfy `condition`. With a
+    /// timeout, PostgreSQL itself abandons the statement when it runs late.
+    pub async fn count_where(
+        &self,
+        workspace_id: WorkspaceId,
+        condition: Expr,
+        timeout: Option<Duration>,
+    ) -> Result<u64, StoreError> {
+        let select = Query::select()
+            .expr_as(Expr::col((contact::Entity, contact::Column::Id)).count(), "n")
+            .from(contact::Entity)
+            .and_where(Expr::col((contact::Entity, contact::Column::WorkspaceId)).eq(workspace_id.0))
+            .and_where(condition)
+            .to_owned();
+        let row = match (timeout, self.backend()) {
+            (Some(timeout), DbBackend::Postgres) => {
+                let txn = self.db.begin().await?;
+                txn.execute_unprepared(&format!("SET LOCAL statement_timeout = {}", timeout.as_millis().max(1)))
+                    .await?;
+                let row = txn.query_one(&select).await.map_err(timeout_error)?;
+                txn.commit().await?;
+                row
+            }
+            _ => self.db.query_one(&select).await?,
+        };
+        let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// A page of the workspace's contacts that satisfy `condition`, in id order.
+    pub async fn contacts_where(
+        &self,
+        workspace_id: WorkspaceId,
+        condition: Expr,
+        after: Option<ContactId>,
+        limit: u64,
+    ) -> Result<ContactPage, StoreError> {
+        let mut query = contact::Entity::find()
+            .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+            .filter(condition)
+            .order_by_asc(contact::Column::Id)
+            .limit(limit + 1);
+        if let Some(after) = after {
+            query = query.filter(contact::Column::Id.gt(after.0));
+        }
+        let mut models = query.all(&self.db).await?;
+        let next_after = if models.len() as u64 > limit {
+            models.truncate(limit as usize);
+            models.last().map(|m| ContactId(m.id))
+        } else {
+            None
+        };
+        Ok(ContactPage {
+            items: load_contacts(&self.db, models).await?,
+            next_after,
+        })
+    }
+
+    /// Every id that satisfies `condition`, in order (for tests and checks on
+    /// small workspaces; the worker streams instead).
+    pub async fn ids_where(&self, workspace_id: WorkspaceId, condition: Expr) -> Result<Vec<ContactId>, StoreError> {
+        let ids: Vec<i64> = contact::Entity::find()
+            .select_only()
+            .column(contact::Column::Id)
+            .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+            .filter(condition)
+            .order_by_asc(contact::Column::Id)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(ids.into_iter().map(ContactId).collect())
+    }
+
+    /// Contacts as conditions see them in memory (with their static
+    /// memberships), in the order asked; missing ids are skipped.
+    pub async fn snapshots(
+        &self,
+        workspace_id: WorkspaceId,
+        ids: &[ContactId],
+    ) -> Result<Vec<ContactSnapshot>, StoreError> {
+        let contacts = self.get_contacts(workspace_id, ids).await?;
+        let raw: Vec<i64> = contacts.iter().map(|c| c.id.0).collect();
+        let mut memberships = Store::static_memberships(&self.db, &raw).await?;
+        Ok(contacts
+            .into_iter()
+            .map(|contact| ContactSnapshot {
+                static_segments: memberships.remove(&contact.id.0).unwrap_or_default().into_iter().collect(),
+                contact,
+            })
+            .collect())
+    }
+}
+
+fn timeout_error(err: sea_orm::DbErr) -> StoreError {
+    // 57014: query_canceled, raised when statement_timeout fires.
+    if err.to_string().contains("statement timeout") {
+        StoreError::Timeout
+    } else {
+        err.into()
+    }
+}

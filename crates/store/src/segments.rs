@@ -1,0 +1,314 @@
+//! Segments: their definitions and the hand-made members of static ones.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use segments_domain::{ContactId, SegmentId, Timestamp, WorkspaceId};
+
+use crate::batch::{MAX_IN_LIST, rows_per_statement};
+use crate::entities::{contact, segment, segment_member};
+use crate::{Store, StoreError};
+
+/// How a segment decides its members.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SegmentRule {
+    Static,
+    /// The condition tree, as validated JSON.
+    Dynamic(serde_json::Value),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRecord {
+    pub id: SegmentId,
+    pub name: String,
+    pub rule: SegmentRule,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One page of segments in id order.
+#[derive(Debug, Clone)]
+pub struct SegmentPage {
+    pub items: Vec<SegmentRecord>,
+    pub next_after: Option<SegmentId>,
+}
+
+/// What adding or removing static members did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MembershipChange {
+    /// Contacts that were added (or removed) by this call.
+    pub changed: u64,
+    /// Ids that name no contact of this workspace.
+    pub not_found: Vec<ContactId>,
+}
+
+impl TryFrom<segment::Model> for SegmentRecord {
+    type Error = StoreError;
+
+    fn try_from(m: segment::Model) -> Result<Self, StoreError> {
+        let rule = match (m.kind.as_str(), m.conditions) {
+            ("static", _) => SegmentRule::Static,
+            ("dynamic", Some(json)) => SegmentRule::Dynamic(
+                serde_json::from_str(&json)
+                    .map_err(|e| sea_orm::DbErr::Custom(format!("segment {}: stored conditions: {e}", m.id)))?,
+            ),
+            (kind, _) => {
+                return Err(sea_orm::DbErr::Custom(format!("segment {}: unknown kind `{kind}`", m.id)).into());
+            }
+        };
+        Ok(Self {
+            id: SegmentId(m.id),
+            name: m.name,
+            rule,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+}
+
+fn rule_columns(rule: &SegmentRule) -> (&'static str, Option<String>) {
+    match rule {
+        SegmentRule::Static => ("static", None),
+        SegmentRule::Dynamic(tree) => ("dynamic", Some(tree.to_string())),
+    }
+}
+
+impl Store {
+    /// Every segment of the workspace, in id order.
+    pub async fn segment_records(&self, workspace_id: WorkspaceId) -> Result<Vec<SegmentRecord>, StoreError> {
+        segment::Entity::find()
+            .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
+            .order_by_asc(segment::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(SegmentRecord::try_from)
+            .collect()
+    }
+
+    pub async fn list_segments(
+        &self,
+        workspace_id: WorkspaceId,
+        after: Option<SegmentId>,
+        limit: u64,
+    ) -> Result<SegmentPage, StoreError> {
+        let mut query = segment::Entity::find()
+            .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
+            .order_by_asc(segment::Column::Id)
+            .limit(limit + 1);
+        if let Some(after) = after {
+            query = query.filter(segment::Column::Id.gt(after.0));
+        }
+        let mut models = query.all(&self.db).await?;
+        let next_after = if models.len() as u64 > limit {
+            models.truncate(limit as usize);
+            models.last().map(|m| SegmentId(m.id))
+        } else {
+            None
+        };
+        Ok(SegmentPage {
+            items: models.into_iter().map(SegmentRecord::try_from).collect::<Result<_, _>>()?,
+            next_after,
+        })
+    }
+
+    pub async fn get_segment(&self, workspace_id: WorkspaceId, id: SegmentId) -> Result<SegmentRecord, StoreError> {
+        segment::Entity::find_by_id(id.0)
+            .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::not_found("segment", id))?
+            .try_into()
+    }
+
+    /// Stores a segment whose rule the caller has validated.
+    pub async fn create_segment(
+        &self,
+        workspace_id: WorkspaceId,
+        name: &str,
+        rule: &SegmentRule,
+    ) -> Result<SegmentRecord, StoreError> {
+        let now = Timestamp::now().get();
+        let (kind, conditions) = rule_columns(rule);
+        segment::ActiveModel {
+            workspace_id: Set(workspace_id.0),
+            name: Set(name.to_owned()),
+            kind: Set(kind.to_owned()),
+            conditions: Set(conditions),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?
+        .try_into()
+    }
+
+    /// Renames a segment and/or replaces its conditions (validated by the caller).
+    pub async fn update_segment(
+        &self,
+        workspace_id: WorkspaceId,
+        id: SegmentId,
+        name: Option<&str>,
+        rule: Option<&SegmentRule>,
+    ) -> Result<SegmentRecord, StoreError> {
+        let mut update = Query::update();
+        update
+            .table(segment::Entity)
+            .value(segment::Column::UpdatedAt, Timestamp::now().get())
+            .and_where(Expr::col(segment::Column::Id).eq(id.0))
+            .and_where(Expr::col(segment::Column::WorkspaceId).eq(workspace_id.0));
+        if let Some(name) = name {
+            update.value(segment::Column::Name, name);
+        }
+        if let Some(rule) = rule {
+            let (kind, conditions) = rule_columns(rule);
+            update.value(segment::Column::Kind, kind).value(segment::Column::Conditions, conditions);
+        }
+        if self.db.execute(&update).await?.rows_affected() == 0 {
+            return Err(StoreError::not_found("segment", id));
+        }
+        self.get_segment(workspace_id, id).await
+    }
+
+    pub async fn delete_segment(&self, workspace_id: WorkspaceId, id: SegmentId) -> Result<(), StoreError> {
+        let result = segment::Entity::delete_many()
+            .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
+            .filter(segment::Column::Id.eq(id.0))
+            .exec(&self.db)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(StoreError::not_found("segment", id));
+        }
+        Ok(())
+    }
+
+    /// Ids of the workspace's contacts whose name is exactly each of `names`.
+    pub async fn contacts_named(
+        &self,
+        workspace_id: WorkspaceId,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Vec<ContactId>>, StoreError> {
+        let mut out: BTreeMap<String, Vec<ContactId>> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+        for chunk in names.chunks(MAX_IN_LIST) {
+            let rows: Vec<(i64, Option<String>)> = contact::Entity::find()
+                .select_only()
+                .column(contact::Column::Id)
+                .column(contact::Column::Name)
+                .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+                .filter(contact::Column::Name.is_in(chunk.iter().cloned()))
+                .order_by_asc(contact::Column::Id)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (id, name) in rows {
+                if let Some(ids) = name.and_then(|n| out.get_mut(&n)) {
+                    ids.push(ContactId(id));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds (`add = true`) or removes contacts of a static segment.
+    pub async fn change_static_members(
+        &self,
+        workspace_id: WorkspaceId,
+        segment_id: SegmentId,
+        contact_ids: &[ContactId],
+        add: bool,
+    ) -> Result<MembershipChange, StoreError> {
+        let txn = self.begin_write().await?;
+        let seg = segment::Entity::find_by_id(segment_id.0)
+            .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| StoreError::not_found("segment", segment_id))?;
+        if seg.kind != "static" {
+            return Err(StoreError::Conflict {
+                code: "dynamic_segment",
+                message: format!(
+                    "segment {segment_id} is dynamic: its members follow its conditions and cannot be edited by hand"
+                ),
+                pointer: None,
+            });
+        }
+        let mut found: HashSet<i64> = HashSet::with_capacity(contact_ids.len());
+        for chunk in contact_ids.chunks(MAX_IN_LIST) {
+            let ids: Vec<i64> = contact::Entity::find()
+                .select_only()
+                .column(contact::Column::Id)
+                .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+                .filter(contact::Column::Id.is_in(chunk.iter().map(|c| c.0)))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            found.extend(ids);
+        }
+        let mut not_found: Vec<ContactId> = contact_ids.iter().copied().filter(|c| !found.contains(&c.0)).collect();
+        not_found.sort();
+        not_found.dedup();
+        let ids: Vec<i64> = found.into_iter().collect();
+        let mut changed = 0;
+        if add {
+            let now = Timestamp::now().get();
+            for chunk in ids.chunks(rows_per_statement(3)) {
+                let mut insert = Query::insert();
+                insert
+                    .into_table(segment_member::Entity)
+                    .columns([
+                        segment_member::Column::SegmentId,
+                        segment_member::Column::ContactId,
+                        segment_member::Column::AddedAt,
+                    ])
+                    .on_conflict(
+                        OnConflict::columns([segment_member::Column::SegmentId, segment_member::Column::ContactId])
+                            .do_nothing()
+                            .to_owned(),
+                    );
+                for id in chunk {
+                    insert.values([segment_id.0.into(), (*id).into(), now.into()])?;
+                }
+                changed += txn.execute(&insert).await?.rows_affected();
+            }
+        } else {
+            for chunk in ids.chunks(MAX_IN_LIST) {
+                changed += segment_member::Entity::delete_many()
+                    .filter(segment_member::Column::SegmentId.eq(segment_id.0))
+                    .filter(segment_member::Column::ContactId.is_in(chunk.iter().copied()))
+                    .exec(&txn)
+                    .await?
+                    .rows_affected;
+            }
+        }
+        txn.commit().await?;
+        Ok(MembershipChange { changed, not_found })
+    }
+
+    /// The static segments each of `contact_ids` was added to.
+    pub(crate) async fn static_memberships<C: ConnectionTrait>(
+        conn: &C,
+        contact_ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<SegmentId>>, StoreError> {
+        let mut out: HashMap<i64, Vec<SegmentId>> = HashMap::new();
+        for chunk in contact_ids.chunks(MAX_IN_LIST) {
+            let rows: Vec<(i64, i64)> = segment_member::Entity::find()
+                .select_only()
+                .column(segment_member::Column::ContactId)
+                .column(segment_member::Column::SegmentId)
+                .filter(segment_member::Column::ContactId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(conn)
+                .await?;
+            for (contact, seg) in rows {
+                out.entry(contact).or_default().push(SegmentId(seg));
+            }
+        }
+        Ok(out)
+    }
+}
