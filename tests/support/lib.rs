@@ -109,12 +109,8 @@ impl TestApp {
         store.migrate().await.expect("migrate");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("addr"));
-        let server = segments_api::serve(
-            listener,
-            AppState::new(store.clone(), registry),
-            http,
-        )
-        .expect("serve");
+        let server = segments_api::serve(listener, AppState::new(store.clone(), registry), http)
+            .expect("serve");
         let handle = server.handle();
         tokio::spawn(server);
         let (_, key) = store

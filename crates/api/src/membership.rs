@@ -11,10 +11,20 @@ use segments_store::{Catalog, ContactPage};
 use crate::AppState;
 use crate::problem::ApiError;
 
-pub async fn count(state: &AppState, catalog: &Catalog, segment: SegmentId) -> Result<u64, ApiError> {
+pub async fn count(
+    state: &AppState,
+    catalog: &Catalog,
+    segment: SegmentId,
+) -> Result<u64, ApiError> {
     let ctx = catalog.sql_context(state.store.sql_backend(), Timestamp::now());
-    let condition = catalog.segments.membership_sql(segment, &ctx).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(state.store.count_where(catalog.workspace_id, condition, None).await?)
+    let condition = catalog
+        .segments
+        .membership_sql(segment, &ctx)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(state
+        .store
+        .count_where(catalog.workspace_id, condition, None)
+        .await?)
 }
 
 pub async fn members(
@@ -25,6 +35,12 @@ pub async fn members(
     limit: u64,
 ) -> Result<ContactPage, ApiError> {
     let ctx = catalog.sql_context(state.store.sql_backend(), Timestamp::now());
-    let condition = catalog.segments.membership_sql(segment, &ctx).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(state.store.contacts_where(catalog.workspace_id, condition, after, limit).await?)
+    let condition = catalog
+        .segments
+        .membership_sql(segment, &ctx)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(state
+        .store
+        .contacts_where(catalog.workspace_id, condition, after, limit)
+        .await?)
 }

@@ -31,7 +31,11 @@ pub trait ConditionType: Send + Sync + 'static {
 
     /// Validates `params` into a condition. Violations point into `params`
     /// (the engine prefixes the leaf's location).
-    fn parse(&self, params: &Value, ctx: &ParseContext<'_>) -> Result<Arc<dyn Condition>, Violations>;
+    fn parse(
+        &self,
+        params: &Value,
+        ctx: &ParseContext<'_>,
+    ) -> Result<Arc<dyn Condition>, Violations>;
 }
 
 /// A validated condition: one leaf of a tree.
@@ -102,7 +106,10 @@ pub struct EvalContext<'a> {
 
 impl fmt::Debug for EvalContext<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EvalContext").field("now", &self.now).field("depth", &self.depth).finish()
+        f.debug_struct("EvalContext")
+            .field("now", &self.now)
+            .field("depth", &self.depth)
+            .finish()
     }
 }
 
@@ -129,7 +136,12 @@ impl fmt::Debug for SqlContext<'_> {
 
 /// Answers segment membership in memory.
 pub trait SegmentEvaluator {
-    fn is_member(&self, segment: SegmentId, contact: &ContactSnapshot, ctx: &EvalContext<'_>) -> bool;
+    fn is_member(
+        &self,
+        segment: SegmentId,
+        contact: &ContactSnapshot,
+        ctx: &EvalContext<'_>,
+    ) -> bool;
 }
 
 /// Answers segment membership in SQL.

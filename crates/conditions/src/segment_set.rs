@@ -151,7 +151,12 @@ impl SegmentSet {
 }
 
 impl SegmentEvaluator for SegmentSet {
-    fn is_member(&self, segment: SegmentId, contact: &ContactSnapshot, ctx: &EvalContext<'_>) -> bool {
+    fn is_member(
+        &self,
+        segment: SegmentId,
+        contact: &ContactSnapshot,
+        ctx: &EvalContext<'_>,
+    ) -> bool {
         if ctx.depth >= MAX_REFERENCE_DEPTH {
             return false;
         }
@@ -179,7 +184,9 @@ impl SegmentSql for SegmentSet {
                 Query::select()
                     .expr(Expr::val(1))
                     .from(SegmentMembers::Table)
-                    .and_where(Expr::col((SegmentMembers::Table, SegmentMembers::SegmentId)).eq(segment.0))
+                    .and_where(
+                        Expr::col((SegmentMembers::Table, SegmentMembers::SegmentId)).eq(segment.0),
+                    )
                     .and_where(
                         Expr::col((SegmentMembers::Table, SegmentMembers::ContactId))
                             .equals((Contacts::Table, Contacts::Id)),

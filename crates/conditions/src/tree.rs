@@ -85,13 +85,19 @@ impl Parser<'_> {
             self.violations.push(
                 FieldError::new(
                     "too_deep",
-                    format!("conditions nest deeper than the limit of {} levels", self.limits.max_depth),
+                    format!(
+                        "conditions nest deeper than the limit of {} levels",
+                        self.limits.max_depth
+                    ),
                 )
                 .at(pointer),
             );
             return None;
         }
-        let groups: Vec<&str> = GROUPS.into_iter().filter(|g| object.contains_key(*g)).collect();
+        let groups: Vec<&str> = GROUPS
+            .into_iter()
+            .filter(|g| object.contains_key(*g))
+            .collect();
         match groups.as_slice() {
             [] => self.leaf(object, pointer),
             [group] if object.len() == 1 => self.group(group, &object[*group], pointer, depth),
@@ -111,11 +117,15 @@ impl Parser<'_> {
     fn group(&mut self, group: &str, value: &Value, pointer: &str, depth: usize) -> Option<Tree> {
         let at = format!("{pointer}/{group}");
         if group == "not" {
-            return self.node(value, &at, depth + 1).map(|t| Tree::Not(Box::new(t)));
+            return self
+                .node(value, &at, depth + 1)
+                .map(|t| Tree::Not(Box::new(t)));
         }
         let Some(items) = value.as_array() else {
-            self.violations
-                .push(FieldError::new("invalid_node", format!("`{group}` takes an array of nodes")).at(at));
+            self.violations.push(
+                FieldError::new("invalid_node", format!("`{group}` takes an array of nodes"))
+                    .at(at),
+            );
             return None;
         };
         let children: Vec<Option<Tree>> = items
@@ -125,12 +135,16 @@ impl Parser<'_> {
             .collect();
         let children: Option<Vec<Tree>> = children.into_iter().collect();
         let children = children?;
-        Some(if group == "all" { Tree::All(children) } else { Tree::Any(children) })
+        Some(if group == "all" {
+            Tree::All(children)
+        } else {
+            Tree::Any(children)
+        })
     }
 
     fn leaf(&mut self, object: &Map<String, Value>, pointer: &str) -> Option<Tree> {
         self.leaves += 1;
-        if self.leaves == self.limits.max_leaves + 1 {
+        if self.leaves == self.limits.max_leaves.saturating_add(1) {
             self.violations.push(
                 FieldError::new(
                     "too_many_conditions",
@@ -145,7 +159,10 @@ impl Parser<'_> {
                     "unknown_field",
                     format!("unknown field `{unknown}`; a condition has `type` and `params`"),
                 )
-                .at(format!("{pointer}/{}", segments_domain::violation::pointer_token(unknown))),
+                .at(format!(
+                    "{pointer}/{}",
+                    segments_domain::violation::pointer_token(unknown)
+                )),
             );
             return None;
         }
@@ -192,7 +209,12 @@ impl Parser<'_> {
 impl Tree {
     /// Validates a JSON tree. Every failure is reported with the JSON Pointer
     /// of the offending node, relative to the tree's root.
-    pub fn parse(value: &Value, registry: &Registry, ctx: &ParseContext<'_>, limits: Limits) -> Result<Tree, Violations> {
+    pub fn parse(
+        value: &Value,
+        registry: &Registry,
+        ctx: &ParseContext<'_>,
+        limits: Limits,
+    ) -> Result<Tree, Violations> {
         let mut parser = Parser {
             registry,
             ctx,
@@ -285,7 +307,8 @@ impl Tree {
     /// Each node with its truth for `contact`: why it is, or is not, a member.
     pub fn explain(&self, contact: &ContactSnapshot, ctx: &EvalContext<'_>) -> Explanation {
         let group = |node, children: &[Tree]| {
-            let children: Vec<Explanation> = children.iter().map(|c| c.explain(contact, ctx)).collect();
+            let children: Vec<Explanation> =
+                children.iter().map(|c| c.explain(contact, ctx)).collect();
             let result = if node == "all" {
                 children.iter().all(|c| c.result)
             } else {

@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use segments_conditions::{
-    Backend, ContactSnapshot, Limits, ParseContext, Registry, SegmentDefinition, SegmentKind, SegmentSet,
-    SqlContext, Tree,
+    Backend, ContactSnapshot, Limits, ParseContext, Registry, SegmentDefinition, SegmentKind,
+    SegmentSet, SqlContext, Tree,
 };
 use segments_domain::{
-    AttributeId, AttributeType, ContactId, FieldError, SegmentId, Timestamp, Violations, WorkspaceId,
+    AttributeId, AttributeType, ContactId, FieldError, SegmentId, Timestamp, Violations,
+    WorkspaceId,
 };
 
 use crate::attributes::definitions;
@@ -62,7 +64,10 @@ impl Catalog {
                     return Err(Violations::one(
                         FieldError::new(
                             "cycle",
-                            format!("segment references would form a cycle: {}", cycle.join(" → ")),
+                            format!(
+                                "segment references would form a cycle: {}",
+                                cycle.join(" → ")
+                            ),
                         )
                         .at(""),
                     ));
@@ -162,16 +167,24 @@ impl Store {
         timeout: Option<Duration>,
     ) -> Result<u64, StoreError> {
         let select = Query::select()
-            .expr_as(Expr::col((contact::Entity, contact::Column::Id)).count(), "n")
+            .expr_as(
+                Expr::col((contact::Entity, contact::Column::Id)).count(),
+                "n",
+            )
             .from(contact::Entity)
-            .and_where(Expr::col((contact::Entity, contact::Column::WorkspaceId)).eq(workspace_id.0))
+            .and_where(
+                Expr::col((contact::Entity, contact::Column::WorkspaceId)).eq(workspace_id.0),
+            )
             .and_where(condition)
             .to_owned();
         let row = match (timeout, self.backend()) {
             (Some(timeout), DbBackend::Postgres) => {
                 let txn = self.db.begin().await?;
-                txn.execute_unprepared(&format!("SET LOCAL statement_timeout = {}", timeout.as_millis().max(1)))
-                    .await?;
+                txn.execute_unprepared(&format!(
+                    "SET LOCAL statement_timeout = {}",
+                    timeout.as_millis().max(1)
+                ))
+                .await?;
                 let row = txn.query_one(&select).await.map_err(timeout_error)?;
                 txn.commit().await?;
                 row
@@ -213,7 +226,11 @@ impl Store {
 
     /// Every id that satisfies `condition`, in order (for tests and checks on
     /// small workspaces; the worker streams instead).
-    pub async fn ids_where(&self, workspace_id: WorkspaceId, condition: Expr) -> Result<Vec<ContactId>, StoreError> {
+    pub async fn ids_where(
+        &self,
+        workspace_id: WorkspaceId,
+        condition: Expr,
+    ) -> Result<Vec<ContactId>, StoreError> {
         let ids: Vec<i64> = contact::Entity::find()
             .select_only()
             .column(contact::Column::Id)
@@ -239,7 +256,11 @@ impl Store {
         Ok(contacts
             .into_iter()
             .map(|contact| ContactSnapshot {
-                static_segments: memberships.remove(&contact.id.0).unwrap_or_default().into_iter().collect(),
+                static_segments: memberships
+                    .remove(&contact.id.0)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
                 contact,
             })
             .collect())

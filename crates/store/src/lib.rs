@@ -20,8 +20,8 @@ pub use attributes::AttributeDefinition;
 pub use contacts::{BulkOutcome, ContactPage, UpsertedContact};
 pub use db::DatabaseSettings;
 pub use engine::Catalog;
-pub use segments::{MembershipChange, SegmentPage, SegmentRecord, SegmentRule};
 pub use error::StoreError;
+pub use segments::{MembershipChange, SegmentPage, SegmentRecord, SegmentRule};
 pub use tags::{BulkTagOutcome, TagPage, TagSummary};
 pub use workspaces::{ApiKeyRecord, IssuedKey, Principal, WorkspaceRecord};
 

@@ -53,12 +53,17 @@ impl TryFrom<segment::Model> for SegmentRecord {
     fn try_from(m: segment::Model) -> Result<Self, StoreError> {
         let rule = match (m.kind.as_str(), m.conditions) {
             ("static", _) => SegmentRule::Static,
-            ("dynamic", Some(json)) => SegmentRule::Dynamic(
-                serde_json::from_str(&json)
-                    .map_err(|e| sea_orm::DbErr::Custom(format!("segment {}: stored conditions: {e}", m.id)))?,
-            ),
+            ("dynamic", Some(json)) => {
+                SegmentRule::Dynamic(serde_json::from_str(&json).map_err(|e| {
+                    sea_orm::DbErr::Custom(format!("segment {}: stored conditions: {e}", m.id))
+                })?)
+            }
             (kind, _) => {
-                return Err(sea_orm::DbErr::Custom(format!("segment {}: unknown kind `{kind}`", m.id)).into());
+                return Err(sea_orm::DbErr::Custom(format!(
+                    "segment {}: unknown kind `{kind}`",
+                    m.id
+                ))
+                .into());
             }
         };
         Ok(Self {
@@ -80,7 +85,10 @@ fn rule_columns(rule: &SegmentRule) -> (&'static str, Option<String>) {
 
 impl Store {
     /// Every segment of the workspace, in id order.
-    pub async fn segment_records(&self, workspace_id: WorkspaceId) -> Result<Vec<SegmentRecord>, StoreError> {
+    pub async fn segment_records(
+        &self,
+        workspace_id: WorkspaceId,
+    ) -> Result<Vec<SegmentRecord>, StoreError> {
         segment::Entity::find()
             .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
             .order_by_asc(segment::Column::Id)
@@ -112,12 +120,19 @@ impl Store {
             None
         };
         Ok(SegmentPage {
-            items: models.into_iter().map(SegmentRecord::try_from).collect::<Result<_, _>>()?,
+            items: models
+                .into_iter()
+                .map(SegmentRecord::try_from)
+                .collect::<Result<_, _>>()?,
             next_after,
         })
     }
 
-    pub async fn get_segment(&self, workspace_id: WorkspaceId, id: SegmentId) -> Result<SegmentRecord, StoreError> {
+    pub async fn get_segment(
+        &self,
+        workspace_id: WorkspaceId,
+        id: SegmentId,
+    ) -> Result<SegmentRecord, StoreError> {
         segment::Entity::find_by_id(id.0)
             .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
             .one(&self.db)
@@ -168,7 +183,9 @@ impl Store {
         }
         if let Some(rule) = rule {
             let (kind, conditions) = rule_columns(rule);
-            update.value(segment::Column::Kind, kind).value(segment::Column::Conditions, conditions);
+            update
+                .value(segment::Column::Kind, kind)
+                .value(segment::Column::Conditions, conditions);
         }
         if self.db.execute(&update).await?.rows_affected() == 0 {
             return Err(StoreError::not_found("segment", id));
@@ -176,7 +193,11 @@ impl Store {
         self.get_segment(workspace_id, id).await
     }
 
-    pub async fn delete_segment(&self, workspace_id: WorkspaceId, id: SegmentId) -> Result<(), StoreError> {
+    pub async fn delete_segment(
+        &self,
+        workspace_id: WorkspaceId,
+        id: SegmentId,
+    ) -> Result<(), StoreError> {
         let result = segment::Entity::delete_many()
             .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
             .filter(segment::Column::Id.eq(id.0))
@@ -194,7 +215,8 @@ impl Store {
         workspace_id: WorkspaceId,
         names: &[String],
     ) -> Result<BTreeMap<String, Vec<ContactId>>, StoreError> {
-        let mut out: BTreeMap<String, Vec<ContactId>> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+        let mut out: BTreeMap<String, Vec<ContactId>> =
+            names.iter().map(|n| (n.clone(), Vec::new())).collect();
         for chunk in names.chunks(MAX_IN_LIST) {
             let rows: Vec<(i64, Option<String>)> = contact::Entity::find()
                 .select_only()
@@ -250,7 +272,11 @@ impl Store {
                 .await?;
             found.extend(ids);
         }
-        let mut not_found: Vec<ContactId> = contact_ids.iter().copied().filter(|c| !found.contains(&c.0)).collect();
+        let mut not_found: Vec<ContactId> = contact_ids
+            .iter()
+            .copied()
+            .filter(|c| !found.contains(&c.0))
+            .collect();
         not_found.sort();
         not_found.dedup();
         let ids: Vec<i64> = found.into_iter().collect();
@@ -267,9 +293,12 @@ impl Store {
                         segment_member::Column::AddedAt,
                     ])
                     .on_conflict(
-                        OnConflict::columns([segment_member::Column::SegmentId, segment_member::Column::ContactId])
-                            .do_nothing()
-                            .to_owned(),
+                        OnConflict::columns([
+                            segment_member::Column::SegmentId,
+                            segment_member::Column::ContactId,
+                        ])
+                        .do_nothing()
+                        .to_owned(),
                     );
                 for id in chunk {
                     insert.values([segment_id.0.into(), (*id).into(), now.into()])?;

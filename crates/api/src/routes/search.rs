@@ -23,7 +23,11 @@ use crate::wire::segment::SearchInput;
     security(("api_key" = []))
 )]
 #[post("/v1/contacts/search")]
-pub async fn search(auth: Auth, state: web::Data<AppState>, body: Json<SearchInput>) -> Result<HttpResponse, ApiError> {
+pub async fn search(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: Json<SearchInput>,
+) -> Result<HttpResponse, ApiError> {
     let input = body.0;
     let page = PageParams {
         limit: input.limit,
@@ -37,7 +41,10 @@ pub async fn search(auth: Auth, state: web::Data<AppState>, body: Json<SearchInp
     if let Some(tree) = &input.conditions {
         let tree = parse_conditions(&state, &catalog, &tree.0, None)?;
         let ctx = catalog.sql_context(state.store.sql_backend(), now);
-        condition = Some(tree.to_sql(&ctx).map_err(|e| ApiError::Internal(e.to_string()))?);
+        condition = Some(
+            tree.to_sql(&ctx)
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
     }
     if let Some(segment) = input.segment_id {
         let membership = membership_condition(&state, &catalog, SegmentId(segment), now)?;

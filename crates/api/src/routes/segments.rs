@@ -47,7 +47,11 @@ fn name(raw: &str) -> Result<String, ApiError> {
     parse_name(raw).map_err(|e| ApiError::Validation(Violations::one(e.at("/name"))))
 }
 
-async fn present(state: &AppState, catalog: &Catalog, record: segments_store::SegmentRecord) -> Result<Segment, ApiError> {
+async fn present(
+    state: &AppState,
+    catalog: &Catalog,
+    record: segments_store::SegmentRecord,
+) -> Result<Segment, ApiError> {
     let count = membership::count(state, catalog, record.id).await?;
     let problem = catalog.broken.get(&record.id).map(ToString::to_string);
     Ok(Segment::new(record, count, problem))
@@ -62,7 +66,12 @@ async fn present(state: &AppState, catalog: &Catalog, record: segments_store::Se
 #[get("/v1/condition-types")]
 pub async fn condition_types(_auth: Auth, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(ConditionTypeList {
-        items: state.registry.list().into_iter().map(ConditionType::from).collect(),
+        items: state
+            .registry
+            .list()
+            .into_iter()
+            .map(ConditionType::from)
+            .collect(),
     })
 }
 
@@ -78,7 +87,11 @@ pub async fn condition_types(_auth: Auth, state: web::Data<AppState>) -> HttpRes
     security(("api_key" = []))
 )]
 #[post("/v1/segments")]
-pub async fn create(auth: Auth, state: web::Data<AppState>, body: Json<SegmentInput>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: Json<SegmentInput>,
+) -> Result<HttpResponse, ApiError> {
     let input = body.0;
     let name = name(&input.name)?;
     let catalog = catalog(&state, &auth).await?;
@@ -86,7 +99,8 @@ pub async fn create(auth: Auth, state: web::Data<AppState>, body: Json<SegmentIn
         (SegmentKind::Static, None) => SegmentRule::Static,
         (SegmentKind::Static, Some(_)) => {
             return Err(ApiError::Validation(Violations::one(
-                FieldError::new("unexpected", "a static segment has no conditions").at("/conditions"),
+                FieldError::new("unexpected", "a static segment has no conditions")
+                    .at("/conditions"),
             )));
         }
         (SegmentKind::Dynamic, None) => {
@@ -99,7 +113,10 @@ pub async fn create(auth: Auth, state: web::Data<AppState>, body: Json<SegmentIn
             SegmentRule::Dynamic(tree.0)
         }
     };
-    let record = state.store.create_segment(auth.0.workspace_id, &name, &rule).await?;
+    let record = state
+        .store
+        .create_segment(auth.0.workspace_id, &name, &rule)
+        .await?;
     let catalog = self::catalog(&state, &auth).await?;
     Ok(HttpResponse::Created().json(present(&state, &catalog, record).await?))
 }
@@ -112,10 +129,17 @@ pub async fn create(auth: Auth, state: web::Data<AppState>, body: Json<SegmentIn
     security(("api_key" = []))
 )]
 #[get("/v1/segments")]
-pub async fn list(auth: Auth, state: web::Data<AppState>, page: web::Query<PageParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    auth: Auth,
+    state: web::Data<AppState>,
+    page: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
     let limit = page.limit()?.min(100);
     let after = page.after_id()?.map(SegmentId);
-    let result = state.store.list_segments(auth.0.workspace_id, after, limit).await?;
+    let result = state
+        .store
+        .list_segments(auth.0.workspace_id, after, limit)
+        .await?;
     let catalog = catalog(&state, &auth).await?;
     let mut items = Vec::with_capacity(result.items.len());
     for record in result.items {
@@ -135,8 +159,15 @@ pub async fn list(auth: Auth, state: web::Data<AppState>, page: web::Query<PageP
     security(("api_key" = []))
 )]
 #[get("/v1/segments/{id}")]
-pub async fn get(auth: Auth, state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    let record = state.store.get_segment(auth.0.workspace_id, SegmentId(*id)).await?;
+pub async fn get(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let record = state
+        .store
+        .get_segment(auth.0.workspace_id, SegmentId(*id))
+        .await?;
     let catalog = catalog(&state, &auth).await?;
     Ok(HttpResponse::Ok().json(present(&state, &catalog, record).await?))
 }
@@ -170,7 +201,9 @@ pub async fn update(
         (Some(_), SegmentRule::Static) => {
             return Err(ApiError::Conflict {
                 code: "static_segment",
-                message: format!("segment {id} is static: its members are added by hand, not by conditions"),
+                message: format!(
+                    "segment {id} is static: its members are added by hand, not by conditions"
+                ),
                 pointer: Some("/conditions".into()),
                 candidates: Vec::new(),
             });
@@ -199,7 +232,11 @@ pub async fn update(
     security(("api_key" = []))
 )]
 #[delete("/v1/segments/{id}")]
-pub async fn remove(auth: Auth, state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+pub async fn remove(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
     let id = SegmentId(*id);
     let catalog = catalog(&state, &auth).await?;
     let dependents: Vec<_> = catalog
@@ -211,7 +248,10 @@ pub async fn remove(auth: Auth, state: web::Data<AppState>, id: web::Path<i64>) 
     if catalog.segments.contains(id) && !dependents.is_empty() {
         return Err(ApiError::Conflict {
             code: "segment_in_use",
-            message: format!("segment {id} is referred to by segment(s) {}", dependents.join(", ")),
+            message: format!(
+                "segment {id} is referred to by segment(s) {}",
+                dependents.join(", ")
+            ),
             pointer: None,
             candidates: Vec::new(),
         });
@@ -253,12 +293,22 @@ pub async fn members(
 
 /// Resolves a membership request to contact ids: names must each name
 /// exactly one contact.
-async fn resolve_members(state: &AppState, auth: &Auth, input: MembersInput) -> Result<Vec<ContactId>, ApiError> {
-    let mut ids: Vec<ContactId> = input.contact_ids.unwrap_or_default().into_iter().map(ContactId).collect();
+async fn resolve_members(
+    state: &AppState,
+    auth: &Auth,
+    input: MembersInput,
+) -> Result<Vec<ContactId>, ApiError> {
+    let mut ids: Vec<ContactId> = input
+        .contact_ids
+        .unwrap_or_default()
+        .into_iter()
+        .map(ContactId)
+        .collect();
     let names = input.names.unwrap_or_default();
     if ids.len() > MAX_BULK_TAG_CONTACTS {
         return Err(ApiError::Validation(Violations::one(
-            FieldError::new("too_many", format!("at most {MAX_BULK_TAG_CONTACTS} ids")).at("/contact_ids"),
+            FieldError::new("too_many", format!("at most {MAX_BULK_TAG_CONTACTS} ids"))
+                .at("/contact_ids"),
         )));
     }
     if names.len() > MAX_NAMES {
@@ -271,7 +321,10 @@ async fn resolve_members(state: &AppState, auth: &Auth, input: MembersInput) -> 
             FieldError::new("required", "give contact_ids, names, or both").at(""),
         )));
     }
-    let found = state.store.contacts_named(auth.0.workspace_id, &names).await?;
+    let found = state
+        .store
+        .contacts_named(auth.0.workspace_id, &names)
+        .await?;
     for (i, name) in names.iter().enumerate() {
         match found.get(name).map(Vec::as_slice).unwrap_or_default() {
             [] => {
@@ -375,7 +428,11 @@ async fn change_members(
     security(("api_key" = []))
 )]
 #[post("/v1/segments/preview")]
-pub async fn preview(auth: Auth, state: web::Data<AppState>, body: Json<PreviewInput>) -> Result<HttpResponse, ApiError> {
+pub async fn preview(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: Json<PreviewInput>,
+) -> Result<HttpResponse, ApiError> {
     let input = body.0;
     let limit = input.limit.unwrap_or(20);
     if limit > MAX_PREVIEW {
@@ -388,7 +445,9 @@ pub async fn preview(auth: Auth, state: web::Data<AppState>, body: Json<PreviewI
     let timeout = state.engine.preview_timeout;
     let work = async {
         let ctx = catalog.sql_context(state.store.sql_backend(), Timestamp::now());
-        let condition = tree.to_sql(&ctx).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let condition = tree
+            .to_sql(&ctx)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let count = state
             .store
             .count_where(auth.0.workspace_id, condition.clone(), Some(timeout))
@@ -472,7 +531,8 @@ pub(crate) fn membership_condition(
 ) -> Result<SqlExpr, ApiError> {
     if !catalog.segments.contains(id) {
         return Err(ApiError::Validation(Violations::one(
-            FieldError::new("unknown_segment", format!("segment {id} does not exist")).at("/segment_id"),
+            FieldError::new("unknown_segment", format!("segment {id} does not exist"))
+                .at("/segment_id"),
         )));
     }
     let ctx = catalog.sql_context(state.store.sql_backend(), now);

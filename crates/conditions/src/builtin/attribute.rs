@@ -16,15 +16,33 @@ use serde_json::{Value, json};
 use super::dates::DatePredicate;
 use super::first_contacted::days;
 use super::params::{MAX_DAYS, check_list_len, fail, parse};
-use crate::plugin::{Backend, Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError};
-use crate::sql::{ContactAttributes, Contacts};
 use crate::ContactSnapshot;
+use crate::plugin::{
+    Backend, Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
+};
+use crate::sql::{ContactAttributes, Contacts};
 
 const MAX_VALUES: usize = 100;
 
 const OPERATORS: &[&str] = &[
-    "eq", "ne", "contains", "starts_with", "in", "not_in", "lt", "le", "gt", "ge", "between", "is",
-    "before", "after", "within_last_days", "more_than_days_ago", "exists", "not_exists",
+    "eq",
+    "ne",
+    "contains",
+    "starts_with",
+    "in",
+    "not_in",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "between",
+    "is",
+    "before",
+    "after",
+    "within_last_days",
+    "more_than_days_ago",
+    "exists",
+    "not_exists",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -83,11 +101,36 @@ struct Compiled {
 
 fn operators_for(ty: AttributeType) -> &'static [&'static str] {
     match ty {
-        AttributeType::Text => &["eq", "ne", "contains", "starts_with", "in", "not_in", "exists", "not_exists"],
-        AttributeType::Number => &["eq", "ne", "lt", "le", "gt", "ge", "between", "exists", "not_exists"],
+        AttributeType::Text => &[
+            "eq",
+            "ne",
+            "contains",
+            "starts_with",
+            "in",
+            "not_in",
+            "exists",
+            "not_exists",
+        ],
+        AttributeType::Number => &[
+            "eq",
+            "ne",
+            "lt",
+            "le",
+            "gt",
+            "ge",
+            "between",
+            "exists",
+            "not_exists",
+        ],
         AttributeType::Boolean => &["is", "exists", "not_exists"],
         AttributeType::Date => &[
-            "before", "after", "between", "within_last_days", "more_than_days_ago", "exists", "not_exists",
+            "before",
+            "after",
+            "between",
+            "within_last_days",
+            "more_than_days_ago",
+            "exists",
+            "not_exists",
         ],
     }
 }
@@ -99,28 +142,48 @@ fn required<'a>(v: Option<&'a Value>, pointer: &str) -> Result<&'a Value, Violat
 fn text(v: &Value, pointer: &str) -> Result<String, Violations> {
     match v {
         Value::String(s) if s.chars().count() <= MAX_TEXT_VALUE_CHARS => Ok(s.clone()),
-        Value::String(_) => Err(fail(pointer, "too_long", format!("at most {MAX_TEXT_VALUE_CHARS} characters"))),
-        _ => Err(fail(pointer, "type_mismatch", "expected a string: the attribute is text")),
+        Value::String(_) => Err(fail(
+            pointer,
+            "too_long",
+            format!("at most {MAX_TEXT_VALUE_CHARS} characters"),
+        )),
+        _ => Err(fail(
+            pointer,
+            "type_mismatch",
+            "expected a string: the attribute is text",
+        )),
     }
 }
 
 fn number(v: &Value, pointer: &str) -> Result<f64, Violations> {
-    v.as_f64()
-        .filter(|f| f.is_finite())
-        .ok_or_else(|| fail(pointer, "type_mismatch", "expected a number: the attribute is a number"))
+    v.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
+        fail(
+            pointer,
+            "type_mismatch",
+            "expected a number: the attribute is a number",
+        )
+    })
 }
 
 fn date(v: &Value, pointer: &str) -> Result<Timestamp, Violations> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| fail(pointer, "type_mismatch", "expected a date string: the attribute is a date"))?;
+    let s = v.as_str().ok_or_else(|| {
+        fail(
+            pointer,
+            "type_mismatch",
+            "expected a date string: the attribute is a date",
+        )
+    })?;
     Timestamp::parse_str(s).map_err(|e| fail(pointer, e.code, e.message))
 }
 
 fn texts(values: Option<&Vec<Value>>) -> Result<Vec<String>, Violations> {
     let values = values.ok_or_else(|| fail("/values", "required", "required by this operator"))?;
     check_list_len(values.len(), "/values", MAX_VALUES)?;
-    values.iter().enumerate().map(|(i, v)| text(v, &format!("/values/{i}"))).collect()
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| text(v, &format!("/values/{i}")))
+        .collect()
 }
 
 impl Params {
@@ -152,12 +215,38 @@ impl Params {
         let (allowed, test): (&[&str], _) = match (ty, op) {
             (_, "exists") => (&[], Ok(Test::Exists)),
             (_, "not_exists") => (&[], Ok(Test::NotExists)),
-            (AttributeType::Text, "eq") => (&["value"], value().and_then(|v| text(v, "/value")).map(|s| Test::Text(Text::Eq(s)))),
-            (AttributeType::Text, "ne") => (&["value"], value().and_then(|v| text(v, "/value")).map(|s| Test::Text(Text::Ne(s)))),
-            (AttributeType::Text, "contains") => (&["value"], value().and_then(|v| text(v, "/value")).map(|s| Test::Text(Text::Contains(s)))),
-            (AttributeType::Text, "starts_with") => (&["value"], value().and_then(|v| text(v, "/value")).map(|s| Test::Text(Text::StartsWith(s)))),
-            (AttributeType::Text, "in") => (&["values"], texts(self.values.as_ref()).map(|v| Test::Text(Text::In(v)))),
-            (AttributeType::Text, "not_in") => (&["values"], texts(self.values.as_ref()).map(|v| Test::Text(Text::NotIn(v)))),
+            (AttributeType::Text, "eq") => (
+                &["value"],
+                value()
+                    .and_then(|v| text(v, "/value"))
+                    .map(|s| Test::Text(Text::Eq(s))),
+            ),
+            (AttributeType::Text, "ne") => (
+                &["value"],
+                value()
+                    .and_then(|v| text(v, "/value"))
+                    .map(|s| Test::Text(Text::Ne(s))),
+            ),
+            (AttributeType::Text, "contains") => (
+                &["value"],
+                value()
+                    .and_then(|v| text(v, "/value"))
+                    .map(|s| Test::Text(Text::Contains(s))),
+            ),
+            (AttributeType::Text, "starts_with") => (
+                &["value"],
+                value()
+                    .and_then(|v| text(v, "/value"))
+                    .map(|s| Test::Text(Text::StartsWith(s))),
+            ),
+            (AttributeType::Text, "in") => (
+                &["values"],
+                texts(self.values.as_ref()).map(|v| Test::Text(Text::In(v))),
+            ),
+            (AttributeType::Text, "not_in") => (
+                &["values"],
+                texts(self.values.as_ref()).map(|v| Test::Text(Text::NotIn(v))),
+            ),
             (AttributeType::Number, "eq" | "ne" | "lt" | "le" | "gt" | "ge") => {
                 let n = value().and_then(|v| number(v, "/value"));
                 let t = n.map(|n| match op {
@@ -174,7 +263,8 @@ impl Params {
                 let t = required(self.min.as_ref(), "/min")
                     .and_then(|v| number(v, "/min"))
                     .and_then(|min| {
-                        let max = required(self.max.as_ref(), "/max").and_then(|v| number(v, "/max"))?;
+                        let max =
+                            required(self.max.as_ref(), "/max").and_then(|v| number(v, "/max"))?;
                         if min > max {
                             return Err(fail("/max", "empty_range", "`max` is below `min`"));
                         }
@@ -184,19 +274,34 @@ impl Params {
             }
             (AttributeType::Boolean, "is") => {
                 let t = value().and_then(|v| {
-                    v.as_bool()
-                        .map(Test::Boolean)
-                        .ok_or_else(|| fail("/value", "type_mismatch", "expected a boolean: the attribute is a boolean"))
+                    v.as_bool().map(Test::Boolean).ok_or_else(|| {
+                        fail(
+                            "/value",
+                            "type_mismatch",
+                            "expected a boolean: the attribute is a boolean",
+                        )
+                    })
                 });
                 (&["value"], t)
             }
-            (AttributeType::Date, "before") => (&["value"], value().and_then(|v| date(v, "/value")).map(|t| Test::Date(DatePredicate::Before(t)))),
-            (AttributeType::Date, "after") => (&["value"], value().and_then(|v| date(v, "/value")).map(|t| Test::Date(DatePredicate::After(t)))),
+            (AttributeType::Date, "before") => (
+                &["value"],
+                value()
+                    .and_then(|v| date(v, "/value"))
+                    .map(|t| Test::Date(DatePredicate::Before(t))),
+            ),
+            (AttributeType::Date, "after") => (
+                &["value"],
+                value()
+                    .and_then(|v| date(v, "/value"))
+                    .map(|t| Test::Date(DatePredicate::After(t))),
+            ),
             (AttributeType::Date, "between") => {
                 let t = required(self.min.as_ref(), "/min")
                     .and_then(|v| date(v, "/min"))
                     .and_then(|min| {
-                        let max = required(self.max.as_ref(), "/max").and_then(|v| date(v, "/max"))?;
+                        let max =
+                            required(self.max.as_ref(), "/max").and_then(|v| date(v, "/max"))?;
                         if min > max {
                             return Err(fail("/max", "empty_range", "`max` is before `min`"));
                         }
@@ -204,8 +309,14 @@ impl Params {
                     });
                 (&["min", "max"], t)
             }
-            (AttributeType::Date, "within_last_days") => (&["days"], days(self.days, "/days").map(|d| Test::Date(DatePredicate::WithinLastDays(d)))),
-            (AttributeType::Date, "more_than_days_ago") => (&["days"], days(self.days, "/days").map(|d| Test::Date(DatePredicate::MoreThanDaysAgo(d)))),
+            (AttributeType::Date, "within_last_days") => (
+                &["days"],
+                days(self.days, "/days").map(|d| Test::Date(DatePredicate::WithinLastDays(d))),
+            ),
+            (AttributeType::Date, "more_than_days_ago") => (
+                &["days"],
+                days(self.days, "/days").map(|d| Test::Date(DatePredicate::MoreThanDaysAgo(d))),
+            ),
             (ty, op) => {
                 let message = if OPERATORS.contains(&op) {
                     format!(
@@ -214,7 +325,11 @@ impl Params {
                         operators_for(ty).join(", ")
                     )
                 } else {
-                    format!("unknown operator `{op}`; {} attributes take {}", ty.as_str(), operators_for(ty).join(", "))
+                    format!(
+                        "unknown operator `{op}`; {} attributes take {}",
+                        ty.as_str(),
+                        operators_for(ty).join(", ")
+                    )
                 };
                 return Err(fail("/op", "operator_mismatch", message));
             }
@@ -255,7 +370,11 @@ impl ConditionType for AttributeCondition {
         })
     }
 
-    fn parse(&self, params: &Value, ctx: &ParseContext<'_>) -> Result<Arc<dyn Condition>, Violations> {
+    fn parse(
+        &self,
+        params: &Value,
+        ctx: &ParseContext<'_>,
+    ) -> Result<Arc<dyn Condition>, Violations> {
         let p: Params = parse(params)?;
         let Some((id, ty)) = ctx.attributes.get(&p.key).copied() else {
             return Err(fail(
@@ -265,7 +384,11 @@ impl ConditionType for AttributeCondition {
             ));
         };
         let test = p.test(ty)?;
-        Ok(Arc::new(Compiled { key: p.key, id, test }))
+        Ok(Arc::new(Compiled {
+            key: p.key,
+            id,
+            test,
+        }))
     }
 }
 
@@ -327,7 +450,7 @@ impl Test {
                         Expr::expr(Func::cust(name).arg(v()).arg(x.as_str())).gt(0)
                     }
                     Text::StartsWith(x) => {
-                        let len = i64::try_from(x.chars().count()).unwrap_or(i64::MAX);
+                        let len = i32::try_from(x.chars().count()).unwrap_or(i32::MAX);
                         Expr::expr(Func::cust("substr").arg(v()).arg(1).arg(len)).eq(x.as_str())
                     }
                 })
@@ -344,7 +467,9 @@ impl Test {
                     Number::Between(a, b) => v().gte(a).and(v().lte(b)),
                 })
             }
-            Test::Boolean(b) => col(ContactAttributes::ValueBool).is_not_null().and(col(ContactAttributes::ValueBool).eq(*b)),
+            Test::Boolean(b) => col(ContactAttributes::ValueBool)
+                .is_not_null()
+                .and(col(ContactAttributes::ValueBool).eq(*b)),
             Test::Date(p) => col(ContactAttributes::ValueDate)
                 .is_not_null()
                 .and(p.sql(col(ContactAttributes::ValueDate), ctx.now)),
@@ -354,7 +479,8 @@ impl Test {
 
 impl Condition for Compiled {
     fn matches(&self, c: &ContactSnapshot, ctx: &EvalContext<'_>) -> bool {
-        self.test.holds(c.contact.attributes.get(&self.key), ctx.now)
+        self.test
+            .holds(c.contact.attributes.get(&self.key), ctx.now)
     }
 
     fn to_sql(&self, ctx: &SqlContext<'_>) -> Result<Expr, SqlError> {
@@ -365,12 +491,18 @@ impl Condition for Compiled {
                 Expr::col((ContactAttributes::Table, ContactAttributes::ContactId))
                     .equals((Contacts::Table, Contacts::Id)),
             )
-            .and_where(Expr::col((ContactAttributes::Table, ContactAttributes::AttributeId)).eq(self.id.0));
+            .and_where(
+                Expr::col((ContactAttributes::Table, ContactAttributes::AttributeId)).eq(self.id.0),
+            );
         if let Some(predicate) = self.test.row_sql(ctx) {
             row.and_where(predicate);
         }
         let exists = Expr::exists(row.to_owned());
-        Ok(if matches!(self.test, Test::NotExists) { exists.not() } else { exists })
+        Ok(if matches!(self.test, Test::NotExists) {
+            exists.not()
+        } else {
+            exists
+        })
     }
 
     fn reads(&self) -> Vec<DataRef> {

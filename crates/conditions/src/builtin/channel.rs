@@ -10,9 +10,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::params::{check_list_len, fail, parse};
-use crate::plugin::{Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError};
-use crate::sql::{Contacts, contact};
 use crate::ContactSnapshot;
+use crate::plugin::{
+    Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
+};
+use crate::sql::{Contacts, contact};
 
 const MAX_CHANNELS: usize = 50;
 
@@ -68,12 +70,17 @@ impl ConditionType for ChannelCondition {
         })
     }
 
-    fn parse(&self, params: &Value, _: &ParseContext<'_>) -> Result<Arc<dyn Condition>, Violations> {
+    fn parse(
+        &self,
+        params: &Value,
+        _: &ParseContext<'_>,
+    ) -> Result<Arc<dyn Condition>, Violations> {
         let p: Params = parse(params)?;
         check_list_len(p.channels.len(), "/channels", MAX_CHANNELS)?;
         let mut channels = BTreeSet::new();
         for (i, raw) in p.channels.iter().enumerate() {
-            let c = Channel::parse(raw).map_err(|e| fail(&format!("/channels/{i}"), e.code, e.message))?;
+            let c = Channel::parse(raw)
+                .map_err(|e| fail(&format!("/channels/{i}"), e.code, e.message))?;
             channels.insert(c.into_inner());
         }
         Ok(Arc::new(Compiled { op: p.op, channels }))

@@ -39,7 +39,10 @@ impl DatePredicate {
             Self::Before(x) => column.lt(x.get()),
             Self::After(x) => column.gt(x.get()),
             Self::Between(a, b) => column.clone().gte(a.get()).and(column.lte(b.get())),
-            Self::WithinLastDays(d) => column.clone().gte(days_before(now, d).get()).and(column.lte(now.get())),
+            Self::WithinLastDays(d) => column
+                .clone()
+                .gte(days_before(now, d).get())
+                .and(column.lte(now.get())),
             Self::MoreThanDaysAgo(d) => column.lt(days_before(now, d).get()),
         }
     }

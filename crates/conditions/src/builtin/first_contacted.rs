@@ -11,9 +11,11 @@ use serde_json::{Value, json};
 
 use super::dates::DatePredicate;
 use super::params::{MAX_DAYS, check_days, fail, parse};
-use crate::plugin::{Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError};
-use crate::sql::{Contacts, contact};
 use crate::ContactSnapshot;
+use crate::plugin::{
+    Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
+};
+use crate::sql::{Contacts, contact};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,7 +80,11 @@ impl ConditionType for FirstContactedCondition {
         })
     }
 
-    fn parse(&self, params: &Value, _: &ParseContext<'_>) -> Result<Arc<dyn Condition>, Violations> {
+    fn parse(
+        &self,
+        params: &Value,
+        _: &ParseContext<'_>,
+    ) -> Result<Arc<dyn Condition>, Violations> {
         let p: Params = parse(params)?;
         let predicate = match p.op {
             Op::Between => {

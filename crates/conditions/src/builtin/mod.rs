@@ -40,16 +40,33 @@ mod tests {
     fn every_builtin_registers_once_and_is_listed() {
         let mut builder = RegistryBuilder::new();
         super::register_all(&mut builder);
-        assert!(builder.register(super::TagCondition).is_err(), "duplicates are refused");
+        assert!(
+            builder.register(super::TagCondition).is_err(),
+            "duplicates are refused"
+        );
         let names: Vec<_> = Registry::builtin().list().iter().map(|t| t.name).collect();
-        assert_eq!(names, ["attribute", "channel", "first_contacted", "opt_in", "segment", "tag"]);
+        assert_eq!(
+            names,
+            [
+                "attribute",
+                "channel",
+                "first_contacted",
+                "opt_in",
+                "segment",
+                "tag"
+            ]
+        );
     }
 
     #[test]
     fn every_params_schema_is_an_object_schema() {
         for info in Registry::builtin().list() {
             assert_eq!(info.params_schema["type"], "object", "{}", info.name);
-            assert!(info.params_schema["properties"].is_object(), "{}", info.name);
+            assert!(
+                info.params_schema["properties"].is_object(),
+                "{}",
+                info.name
+            );
         }
     }
 }

@@ -8,9 +8,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::params::parse;
-use crate::plugin::{Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError};
-use crate::sql::{Contacts, contact};
 use crate::ContactSnapshot;
+use crate::plugin::{
+    Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
+};
+use crate::sql::{Contacts, contact};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,9 +47,15 @@ impl ConditionType for OptInCondition {
         })
     }
 
-    fn parse(&self, params: &Value, _: &ParseContext<'_>) -> Result<Arc<dyn Condition>, Violations> {
+    fn parse(
+        &self,
+        params: &Value,
+        _: &ParseContext<'_>,
+    ) -> Result<Arc<dyn Condition>, Violations> {
         let p: Params = parse(params)?;
-        Ok(Arc::new(Compiled { opted_in: p.opted_in }))
+        Ok(Arc::new(Compiled {
+            opted_in: p.opted_in,
+        }))
     }
 }
 

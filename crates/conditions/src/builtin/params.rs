@@ -51,7 +51,11 @@ pub fn fail(pointer: &str, code: &'static str, message: impl Into<String>) -> Vi
 /// Requires a non-empty list of at most `max` items.
 pub fn check_list_len(len: usize, pointer: &str, max: usize) -> Result<(), Violations> {
     if len == 0 || len > max {
-        return Err(fail(pointer, "size", format!("give between 1 and {max} items, got {len}")));
+        return Err(fail(
+            pointer,
+            "size",
+            format!("give between 1 and {max} items, got {len}"),
+        ));
     }
     Ok(())
 }
@@ -61,7 +65,11 @@ pub const MAX_DAYS: u32 = 36_500;
 
 pub fn check_days(days: u32, pointer: &str) -> Result<(), Violations> {
     if days > MAX_DAYS {
-        return Err(fail(pointer, "out_of_range", format!("at most {MAX_DAYS} days")));
+        return Err(fail(
+            pointer,
+            "out_of_range",
+            format!("at most {MAX_DAYS} days"),
+        ));
     }
     Ok(())
 }

@@ -10,8 +10,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::params::{fail, parse};
-use crate::plugin::{Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError};
 use crate::ContactSnapshot;
+use crate::plugin::{
+    Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,11 +64,19 @@ impl ConditionType for SegmentCondition {
         })
     }
 
-    fn parse(&self, params: &Value, ctx: &ParseContext<'_>) -> Result<Arc<dyn Condition>, Violations> {
+    fn parse(
+        &self,
+        params: &Value,
+        ctx: &ParseContext<'_>,
+    ) -> Result<Arc<dyn Condition>, Violations> {
         let p: Params = parse(params)?;
         let segment = SegmentId(p.segment_id);
         if ctx.current_segment == Some(segment) {
-            return Err(fail("/segment_id", "self_reference", "a segment cannot refer to itself"));
+            return Err(fail(
+                "/segment_id",
+                "self_reference",
+                "a segment cannot refer to itself",
+            ));
         }
         if !ctx.segments.contains(segment) {
             return Err(fail(
@@ -89,7 +99,11 @@ impl Condition for Compiled {
 
     fn to_sql(&self, ctx: &SqlContext<'_>) -> Result<Expr, SqlError> {
         let membership = ctx.segments.membership_sql(self.segment, ctx)?;
-        Ok(if self.member { membership } else { membership.not() })
+        Ok(if self.member {
+            membership
+        } else {
+            membership.not()
+        })
     }
 
     fn reads(&self) -> Vec<DataRef> {

@@ -15,9 +15,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::params::{check_list_len, fail, parse};
-use crate::plugin::{Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError};
-use crate::sql::{ContactTags, Contacts, Tags};
 use crate::ContactSnapshot;
+use crate::plugin::{
+    Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
+};
+use crate::sql::{ContactTags, Contacts, Tags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -73,12 +75,17 @@ impl ConditionType for TagCondition {
         })
     }
 
-    fn parse(&self, params: &Value, _: &ParseContext<'_>) -> Result<Arc<dyn Condition>, Violations> {
+    fn parse(
+        &self,
+        params: &Value,
+        _: &ParseContext<'_>,
+    ) -> Result<Arc<dyn Condition>, Violations> {
         let p: Params = parse(params)?;
         check_list_len(p.tags.len(), "/tags", MAX_TAGS_PER_REQUEST)?;
         let mut keys = BTreeSet::new();
         for (i, raw) in p.tags.iter().enumerate() {
-            let name = TagName::parse(raw).map_err(|e| fail(&format!("/tags/{i}"), e.code, e.message))?;
+            let name =
+                TagName::parse(raw).map_err(|e| fail(&format!("/tags/{i}"), e.code, e.message))?;
             keys.insert(name.key());
         }
         Ok(Arc::new(Compiled { op: p.op, keys }))
@@ -87,7 +94,11 @@ impl ConditionType for TagCondition {
 
 impl Compiled {
     /// `EXISTS` a link from the contact to a tag whose key is in `keys`.
-    fn has_one_of<'a>(&self, keys: impl IntoIterator<Item = &'a String>, ctx: &SqlContext<'_>) -> Expr {
+    fn has_one_of<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a String>,
+        ctx: &SqlContext<'_>,
+    ) -> Expr {
         let tag_ids = Query::select()
             .column((Tags::Table, Tags::Id))
             .from(Tags::Table)
@@ -99,7 +110,8 @@ impl Compiled {
                 .expr(Expr::val(1))
                 .from(ContactTags::Table)
                 .and_where(
-                    Expr::col((ContactTags::Table, ContactTags::ContactId)).equals((Contacts::Table, Contacts::Id)),
+                    Expr::col((ContactTags::Table, ContactTags::ContactId))
+                        .equals((Contacts::Table, Contacts::Id)),
                 )
                 .and_where(Expr::col((ContactTags::Table, ContactTags::TagId)).in_subquery(tag_ids))
                 .to_owned(),
