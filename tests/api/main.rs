@@ -9,4 +9,6 @@ mod contacts;
 mod health;
 mod isolation;
 mod pagination;
+mod plugins;
+mod segments;
 mod tags;

@@ -44,7 +44,15 @@ fn fixture() -> &'static Fixture {
         Fixture {
             runtime,
             databases,
-            registry: Registry::builtin(),
+            registry: {
+                // The example third-party plugin takes part like a built-in.
+                let mut builder = segments_conditions::RegistryBuilder::new();
+                segments_conditions::builtin::register_all(&mut builder);
+                builder
+                    .register(segments_plugin_email_domain::EmailDomainCondition)
+                    .unwrap();
+                builder.build()
+            },
         }
     })
 }

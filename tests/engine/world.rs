@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use proptest::sample::subsequence;
 use segments_conditions::Registry;
 use segments_domain::{
-    AttributeKey, AttributeType, Channel, ContactId, ContactPatch, ExternalId, SegmentId, TagName,
-    Timestamp, WorkspaceId,
+    AttributeKey, AttributeType, Channel, ContactId, ContactPatch, Email, ExternalId, SegmentId,
+    TagName, Timestamp, WorkspaceId,
 };
 use segments_store::{SegmentRule, Store};
 use serde_json::{Value, json};
@@ -46,11 +46,19 @@ const CONTACT_TAGS: [&str; 5] = ["vip", "VIP", "new", "Ünïcode", "promo"];
 const QUERY_TAGS: [&str; 7] = ["vip", "VIP", "new", "ünïcode", "ÜNÏCODE", "promo", "ghost"];
 const CHANNELS: [&str; 3] = ["whatsapp", "sms", "email"];
 const QUERY_CHANNELS: [&str; 4] = ["whatsapp", "sms", "email", "telegram"];
+const EMAILS: [&str; 4] = [
+    "a@example.com",
+    "B@Example.COM",
+    "c@other.org",
+    "d@sub.example.com",
+];
+const QUERY_DOMAINS: [&str; 4] = ["example.com", "other.org", "EXAMPLE.com", "sub.example.com"];
 const SCORES: [f64; 6] = [-1.5, 0.0, 1.0, 2.5, 3.0, 1e9];
 const PLANS: [&str; 7] = ["", "gold", "Gold", "gold plus", "über", "silver", "g"];
 
 #[derive(Debug, Clone)]
 pub struct ContactSpec {
+    pub email: Option<&'static str>,
     pub channel: Option<&'static str>,
     pub opted_in: bool,
     pub first_contacted: Option<Timestamp>,
@@ -84,17 +92,21 @@ fn contact() -> impl Strategy<Value = ContactSpec> {
         proptest::option::of(proptest::sample::select(PLANS.to_vec())),
         proptest::option::of(any::<bool>()),
         proptest::option::of(date()),
+        proptest::option::of(proptest::sample::select(EMAILS.to_vec())),
     )
         .prop_map(
-            |(channel, opted_in, first_contacted, tags, score, plan, vip, renewal)| ContactSpec {
-                channel,
-                opted_in,
-                first_contacted,
-                tags,
-                score,
-                plan,
-                vip,
-                renewal,
+            |(channel, opted_in, first_contacted, tags, score, plan, vip, renewal, email)| {
+                ContactSpec {
+                    email,
+                    channel,
+                    opted_in,
+                    first_contacted,
+                    tags,
+                    score,
+                    plan,
+                    vip,
+                    renewal,
+                }
             },
         )
 }
@@ -178,6 +190,8 @@ fn leaf(with_segments: bool) -> BoxedStrategy<Value> {
             json!({"type": "attribute", "params": {"key": "renewal", "op": op, "days": days}})
         }),
     ];
+    let email = subsequence(QUERY_DOMAINS.to_vec(), 1..=2)
+        .prop_map(|domains| json!({"type": "email_domain", "params": {"domains": domains}}));
     let segment = (op(&["member_of", "not_member_of"]), op(&[-1i64, -2, -3]))
         .prop_map(|(op, id)| json!({"type": "segment", "params": {"op": op, "segment_id": id}}));
     if with_segments {
@@ -191,6 +205,7 @@ fn leaf(with_segments: bool) -> BoxedStrategy<Value> {
             plan,
             vip,
             renewal,
+            email,
             segment
         ]
         .boxed()
@@ -204,7 +219,8 @@ fn leaf(with_segments: bool) -> BoxedStrategy<Value> {
             score,
             plan,
             vip,
-            renewal
+            renewal,
+            email
         ]
         .boxed()
     }
@@ -283,6 +299,7 @@ impl World {
                 let patch = ContactPatch {
                     external_id: Some(Some(ExternalId::parse(&format!("c{i}")).unwrap())),
                     channel: Some(c.channel.map(|ch| Channel::parse(ch).unwrap())),
+                    email: Some(c.email.map(|e| Email::parse(e).unwrap())),
                     opted_in: Some(c.opted_in),
                     first_contacted_at: Some(c.first_contacted),
                     tags: Some(c.tags.iter().map(|t| TagName::parse(t).unwrap()).collect()),

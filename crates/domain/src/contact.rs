@@ -98,7 +98,9 @@ impl ExternalId {
     }
 }
 
-/// An e-mail address, checked for shape only (deliverability is not ours to judge).
+/// An e-mail address, checked for shape only (deliverability is not ours to
+/// judge). The domain's ASCII letters are lowercased — domains are
+/// case-insensitive — so conditions on domains compare plainly everywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 string_newtype!(Email);
@@ -130,7 +132,7 @@ impl Email {
         {
             return Err(invalid());
         }
-        Ok(Self(value.to_owned()))
+        Ok(Self(format!("{local}@{}", domain.to_ascii_lowercase())))
     }
 }
 
@@ -358,6 +360,14 @@ mod tests {
         );
         assert!(Phone::parse("+1 415 CALL-NOW").is_err());
         assert!(Phone::parse("12").is_err());
+    }
+
+    #[test]
+    fn email_domains_are_lowercased_but_local_parts_kept() {
+        assert_eq!(
+            Email::parse("Ana.Lima@Example.COM").map(Email::into_inner),
+            Ok("Ana.Lima@example.com".into())
+        );
     }
 
     #[test]

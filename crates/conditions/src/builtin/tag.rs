@@ -22,11 +22,13 @@ use crate::plugin::{
 use crate::sql::{ContactTags, Contacts, Tags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
 enum Op {
-    HasAny,
-    HasAll,
-    HasNone,
+    #[serde(rename = "has_any")]
+    Any,
+    #[serde(rename = "has_all")]
+    All,
+    #[serde(rename = "has_none")]
+    None,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,17 +125,17 @@ impl Condition for Compiled {
     fn matches(&self, contact: &ContactSnapshot, _: &EvalContext<'_>) -> bool {
         let has: BTreeSet<String> = contact.contact.tags.iter().map(|t| tag_key(t)).collect();
         match self.op {
-            Op::HasAny => self.keys.iter().any(|k| has.contains(k)),
-            Op::HasAll => self.keys.iter().all(|k| has.contains(k)),
-            Op::HasNone => !self.keys.iter().any(|k| has.contains(k)),
+            Op::Any => self.keys.iter().any(|k| has.contains(k)),
+            Op::All => self.keys.iter().all(|k| has.contains(k)),
+            Op::None => !self.keys.iter().any(|k| has.contains(k)),
         }
     }
 
     fn to_sql(&self, ctx: &SqlContext<'_>) -> Result<Expr, SqlError> {
         Ok(match self.op {
-            Op::HasAny => self.has_one_of(&self.keys, ctx),
-            Op::HasNone => self.has_one_of(&self.keys, ctx).not(),
-            Op::HasAll => {
+            Op::Any => self.has_one_of(&self.keys, ctx),
+            Op::None => self.has_one_of(&self.keys, ctx).not(),
+            Op::All => {
                 let mut parts = self.keys.iter().map(|k| self.has_one_of([k], ctx));
                 let first = parts.next().unwrap_or_else(|| Expr::val(true));
                 parts.fold(first, |acc, p| acc.and(p))
