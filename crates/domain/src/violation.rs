@@ -38,6 +38,8 @@ impl fmt::Display for FieldError {
     }
 }
 
+impl std::error::Error for FieldError {}
+
 /// A refused value and where it sits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {

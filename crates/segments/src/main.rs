@@ -2,6 +2,7 @@
 //! workspace administration.
 
 mod config;
+mod seed;
 mod telemetry;
 
 use std::net::TcpListener;
@@ -42,6 +43,15 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Create a workspace of generated contacts (deterministic; for benchmarks).
+    Seed {
+        /// How many contacts to generate.
+        #[arg(long, default_value_t = 10_000)]
+        contacts: u64,
+        /// The random seed: the same seed gives the same contacts.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Manage workspaces.
     Workspace {
         #[command(subcommand)]
@@ -97,6 +107,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("workspace {} ({}) created", workspace.id, workspace.name);
             println!("API key (shown once, keep it safe): {}", key.secret);
             Ok(())
+        }
+        Command::Seed { contacts, seed } => {
+            store.migrate().await.context("applying migrations")?;
+            seed::run(&store, contacts, seed).await
         }
         Command::Serve => serve(store, settings).await,
     }
