@@ -11,6 +11,7 @@ mod m20261130_000002_create_contacts;
 mod m20261130_000003_create_tags;
 mod m20261130_000004_create_attributes;
 mod m20261130_000005_create_segments;
+mod m20261130_000006_create_contact_changes;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_create_tags::Migration),
             Box::new(m20261130_000004_create_attributes::Migration),
             Box::new(m20261130_000005_create_segments::Migration),
+            Box::new(m20261130_000006_create_contact_changes::Migration),
         ]
     }
 }

@@ -2,7 +2,7 @@
 //! the OpenAPI document. The only crate that knows HTTP.
 
 pub mod extract;
-mod membership;
+pub mod membership;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
@@ -15,7 +15,9 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use segments_conditions::{Limits, Registry};
+use segments_domain::{ContactId, SegmentId, WorkspaceId};
 use segments_store::Store;
+use segments_worker::{JobQueue, Materializer};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -29,6 +31,15 @@ pub struct AppState {
     /// The condition types this process knows.
     pub registry: Arc<Registry>,
     pub engine: EngineSettings,
+    /// The materializer, when Redis is configured.
+    pub redis: Option<Materialization>,
+}
+
+/// Access to the materialized sets and the job queue.
+#[derive(Debug, Clone)]
+pub struct Materialization {
+    pub materializer: Arc<Materializer>,
+    pub jobs: JobQueue,
 }
 
 impl AppState {
@@ -38,6 +49,49 @@ impl AppState {
             store,
             registry: Arc::new(registry),
             engine: EngineSettings::default(),
+            redis: None,
+        }
+    }
+}
+
+/// Telling the materializer about writes. Every call is best-effort: a job
+/// that cannot be enqueued is logged, and the write reaches Redis through
+/// the change log and the reconciler instead.
+impl AppState {
+    pub async fn contacts_changed(
+        &self,
+        ws: WorkspaceId,
+        contacts: &[ContactId],
+        changed: Vec<String>,
+    ) {
+        if let Some(redis) = &self.redis {
+            redis.jobs.contacts_changed(ws, contacts, changed).await;
+        }
+    }
+
+    pub async fn rebuild(&self, ws: WorkspaceId, segment: SegmentId) {
+        if let Some(redis) = &self.redis {
+            redis.jobs.rebuild(ws, segment).await;
+        }
+    }
+
+    pub async fn rebuild_reading(&self, ws: WorkspaceId, changed: Vec<String>) {
+        if let Some(redis) = &self.redis {
+            redis
+                .jobs
+                .push_or_log(segments_worker::Job::RebuildReading {
+                    workspace_id: ws.0,
+                    changed,
+                })
+                .await;
+        }
+    }
+
+    pub async fn forget_segment(&self, ws: WorkspaceId, segment: SegmentId) {
+        if let Some(redis) = &self.redis
+            && let Err(e) = redis.materializer.forget_segment(ws, segment).await
+        {
+            tracing::warn!(error = %e, "segment keys not deleted; the reconciler will remove them");
         }
     }
 }
@@ -125,6 +179,9 @@ pub fn configure(
             .service(routes::segments::add_members)
             .service(routes::segments::remove_members)
             .service(routes::segments::explain)
+            .service(routes::segments::rebuild)
+            .service(routes::segments::create_snapshot)
+            .service(routes::contact_segments::contact_segments)
             .service(routes::contacts::create)
             .service(routes::contacts::list)
             .service(routes::contacts::get)

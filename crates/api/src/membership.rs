@@ -1,17 +1,47 @@
 //! Segment membership as the API reads it: counts and member pages.
 //!
-//! The one place that decides where membership comes from. Today it is the
-//! SQL evaluation of each segment; once the materializer keeps Redis sets,
-//! this module reads them instead and nothing else changes.
+//! The one place that decides where membership comes from. With a
+//! materializer, a built segment is read from its Redis set (SCARD, SSCAN);
+//! a segment not built yet says so; when Redis does not answer, the API
+//! falls back to evaluating the segment in SQL rather than failing. Without
+//! a materializer (Redis disabled), every read evaluates SQL.
 
 use segments_conditions::SegmentSql;
 use segments_domain::{ContactId, SegmentId, Timestamp};
 use segments_store::{Catalog, ContactPage};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::problem::ApiError;
 
-pub async fn count(
+/// Where a segment's membership was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipSource {
+    /// The materialized Redis set (what the campaign sender reads).
+    Materialized,
+    /// The set is being built; counts are not available yet.
+    Building,
+    /// Evaluated in SQL: no materializer is configured, or Redis is down.
+    Sql,
+}
+
+/// A segment's size and where it came from.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Membership {
+    /// Members now; absent while the set is building.
+    pub count: Option<u64>,
+    pub source: MembershipSource,
+    /// Changes applied to the set so far (materialized only).
+    pub version: Option<u64>,
+    /// When the set was last rebuilt in full (materialized only).
+    pub built_at: Option<String>,
+    /// Members the reconciler found wrong and repaired (materialized only).
+    pub repairs: Option<u64>,
+}
+
+async fn sql_count(
     state: &AppState,
     catalog: &Catalog,
     segment: SegmentId,
@@ -27,20 +57,126 @@ pub async fn count(
         .await?)
 }
 
+pub async fn count(
+    state: &AppState,
+    catalog: &Catalog,
+    segment: SegmentId,
+) -> Result<Membership, ApiError> {
+    let sql = |count| Membership {
+        count: Some(count),
+        source: MembershipSource::Sql,
+        version: None,
+        built_at: None,
+        repairs: None,
+    };
+    let Some(redis) = &state.redis else {
+        return Ok(sql(sql_count(state, catalog, segment).await?));
+    };
+    match redis
+        .materializer
+        .status(catalog.workspace_id, segment)
+        .await
+    {
+        Ok(Some(status)) => Ok(Membership {
+            count: Some(status.count),
+            source: MembershipSource::Materialized,
+            version: Some(status.version),
+            built_at: status.built_at,
+            repairs: Some(status.repairs),
+        }),
+        Ok(None) => Ok(Membership {
+            count: None,
+            source: MembershipSource::Building,
+            version: None,
+            built_at: None,
+            repairs: None,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "redis unavailable; counting in SQL");
+            Ok(sql(sql_count(state, catalog, segment).await?))
+        }
+    }
+}
+
+/// Cursors of member pages say which source they page through.
+#[derive(Debug)]
+enum MemberCursor {
+    Sql(Option<ContactId>),
+    Redis(u64),
+}
+
+/// A page of members and the cursor of the next one.
 pub async fn members(
     state: &AppState,
     catalog: &Catalog,
     segment: SegmentId,
-    after: Option<ContactId>,
+    cursor: Option<&str>,
     limit: u64,
-) -> Result<ContactPage, ApiError> {
+) -> Result<(ContactPage, Option<String>), ApiError> {
+    let invalid = || ApiError::InvalidParameter {
+        name: "cursor".into(),
+        message: "not a cursor returned by this endpoint".into(),
+    };
+    let parsed = match cursor {
+        None => None,
+        Some(c) => Some(match c.split_once(':') {
+            Some(("s", id)) => {
+                MemberCursor::Sql(Some(ContactId(id.parse().map_err(|_| invalid())?)))
+            }
+            Some(("r", n)) => MemberCursor::Redis(n.parse().map_err(|_| invalid())?),
+            _ => return Err(invalid()),
+        }),
+    };
+    if let (Some(redis), None | Some(MemberCursor::Redis(_))) = (&state.redis, &parsed) {
+        let from = match parsed {
+            Some(MemberCursor::Redis(n)) => n,
+            _ => 0,
+        };
+        match redis
+            .materializer
+            .status(catalog.workspace_id, segment)
+            .await
+        {
+            Ok(Some(_)) => {
+                let (ids, next) = redis
+                    .materializer
+                    .members(catalog.workspace_id, segment, from, limit)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                let items = state.store.get_contacts(catalog.workspace_id, &ids).await?;
+                let page = ContactPage {
+                    items,
+                    next_after: None,
+                };
+                return Ok((page, (next != 0).then(|| format!("r:{next}"))));
+            }
+            Ok(None) => {
+                return Err(ApiError::Conflict {
+                    code: "building",
+                    message: format!(
+                        "segment {segment} is being built; its members will be listed once it is"
+                    ),
+                    pointer: None,
+                    candidates: Vec::new(),
+                });
+            }
+            Err(e) if parsed.is_some() => return Err(ApiError::Unavailable(e.to_string())),
+            Err(e) => tracing::warn!(error = %e, "redis unavailable; listing members from SQL"),
+        }
+    }
+    let after = match parsed {
+        Some(MemberCursor::Sql(after)) => after,
+        _ => None,
+    };
     let ctx = catalog.sql_context(state.store.sql_backend(), Timestamp::now());
     let condition = catalog
         .segments
         .membership_sql(segment, &ctx)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(state
+    let page = state
         .store
         .contacts_where(catalog.workspace_id, condition, after, limit)
-        .await?)
+        .await?;
+    let next = page.next_after.map(|id| format!("s:{}", id.0));
+    Ok((page, next))
 }

@@ -21,8 +21,8 @@ pub mod sql;
 mod tree;
 
 pub use plugin::{
-    Backend, Condition, ConditionType, DataRef, EvalContext, ParseContext, SegmentEvaluator,
-    SegmentSql, SqlContext, SqlError,
+    ALL_CHANGES, Backend, Condition, ConditionType, DataRef, EvalContext, ParseContext,
+    SegmentEvaluator, SegmentSql, SqlContext, SqlError,
 };
 pub use registry::{Registry, RegistryBuilder, TypeInfo};
 pub use segment_set::{SegmentDefinition, SegmentKind, SegmentSet};

@@ -76,6 +76,26 @@ pub enum DataRef {
     Segment(SegmentId),
 }
 
+impl DataRef {
+    /// The key under which writes record that they touched this data (see
+    /// the store's change log); [`ALL_CHANGES`] stands for everything.
+    pub fn change_key(&self) -> String {
+        match self {
+            DataRef::Tags => "tags".into(),
+            DataRef::Attribute(key) => format!("attribute:{key}"),
+            DataRef::Channel => "channel".into(),
+            DataRef::OptIn => "opt_in".into(),
+            DataRef::FirstContacted => "first_contacted".into(),
+            DataRef::Field(field) => format!("field:{field}"),
+            DataRef::Segment(id) => format!("segment:{id}"),
+        }
+    }
+}
+
+/// The change key of a write that may have changed anything (creation,
+/// deletion, or a change whose details were lost).
+pub const ALL_CHANGES: &str = "*";
+
 /// What validation may consult: the workspace's attribute definitions and
 /// segments.
 #[derive(Debug, Clone, Copy)]
@@ -135,7 +155,7 @@ impl fmt::Debug for SqlContext<'_> {
 }
 
 /// Answers segment membership in memory.
-pub trait SegmentEvaluator {
+pub trait SegmentEvaluator: Send + Sync {
     fn is_member(
         &self,
         segment: SegmentId,
@@ -145,7 +165,7 @@ pub trait SegmentEvaluator {
 }
 
 /// Answers segment membership in SQL.
-pub trait SegmentSql {
+pub trait SegmentSql: Send + Sync {
     fn membership_sql(&self, segment: SegmentId, ctx: &SqlContext<'_>) -> Result<Expr, SqlError>;
 }
 

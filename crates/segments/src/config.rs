@@ -15,6 +15,7 @@ pub struct Settings {
     pub http: HttpSection,
     pub redis: RedisSection,
     pub engine: EngineSection,
+    pub worker: WorkerSection,
     pub telemetry: TelemetrySection,
 }
 
@@ -48,9 +49,24 @@ pub struct HttpSection {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RedisSection {
+    /// Materialize segments into Redis sets. Off, every read evaluates SQL.
+    pub enabled: bool,
     pub url: Secret,
     /// Prefix of every key, so deployments and test runs can share a Redis.
     pub prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSection {
+    /// Jobs one process runs at once.
+    pub concurrency: usize,
+    /// When the reconciler runs: six-field cron, seconds first.
+    pub reconcile_schedule: String,
+    /// Seconds between worker heartbeats; a worker silent for three is
+    /// presumed dead and its jobs handed to another.
+    pub heartbeat_secs: u64,
+    /// How long a shutdown waits for running jobs.
+    pub shutdown_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +120,7 @@ impl Default for Settings {
                 workers: 0,
             },
             redis: RedisSection {
+                enabled: true,
                 url: Secret("redis://127.0.0.1:6379".into()),
                 prefix: "segments".into(),
             },
@@ -111,6 +128,12 @@ impl Default for Settings {
                 max_depth: 5,
                 max_leaves: 100,
                 preview_timeout_ms: 10_000,
+            },
+            worker: WorkerSection {
+                concurrency: 4,
+                reconcile_schedule: "0 * * * * *".into(),
+                heartbeat_secs: 5,
+                shutdown_timeout_secs: 30,
             },
             telemetry: TelemetrySection {
                 format: LogFormat::Pretty,
@@ -146,6 +169,22 @@ impl Settings {
                 max_leaves: self.engine.max_leaves,
             },
             preview_timeout: Duration::from_millis(self.engine.preview_timeout_ms),
+        }
+    }
+
+    pub fn materializer(&self) -> segments_worker::MaterializerSettings {
+        segments_worker::MaterializerSettings {
+            prefix: self.redis.prefix.clone(),
+            limits: self.engine().limits,
+            ..segments_worker::MaterializerSettings::default()
+        }
+    }
+
+    pub fn worker(&self) -> segments_worker::WorkerSettings {
+        segments_worker::WorkerSettings {
+            concurrency: self.worker.concurrency,
+            reconcile_schedule: self.worker.reconcile_schedule.clone(),
+            heartbeat: Duration::from_secs(self.worker.heartbeat_secs),
         }
     }
 

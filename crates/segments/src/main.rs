@@ -7,12 +7,16 @@ mod telemetry;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use segments_api::AppState;
+use segments_conditions::Registry;
 use segments_domain::Label;
 use segments_store::Store;
+use segments_worker::{JobQueue, Materializer};
 
 use crate::config::Settings;
 
@@ -37,8 +41,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP API.
-    Serve,
+    /// Run the HTTP API, and a materializer worker unless --no-worker.
+    Serve {
+        /// Serve the API only; run workers separately with `segments worker`.
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run materializer workers only (any number may run against one database and Redis).
+    Worker,
+    /// Print each segment's drift between its Redis set and the database; exit 1 if any.
+    Verify,
+    /// Reconcile now: rebuild time-dependent segments, repair drift, sweep the change log.
+    Reconcile,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the OpenAPI document.
@@ -112,28 +126,136 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             store.migrate().await.context("applying migrations")?;
             seed::run(&store, contacts, seed).await
         }
-        Command::Serve => serve(store, settings).await,
+        Command::Serve { no_worker } => serve(store, settings, !no_worker).await,
+        Command::Worker => {
+            let (materializer, _) = materialization(&store, &settings).await?.context(
+                "redis is disabled in the configuration: there is nothing for a worker to do",
+            )?;
+            let shutdown = shutdown_signal();
+            segments_worker::run(materializer, settings.worker(), shutdown).await?;
+            Ok(())
+        }
+        Command::Verify => {
+            let (materializer, _) = materialization(&store, &settings)
+                .await?
+                .context("redis is disabled")?;
+            let drifts = materializer.verify().await?;
+            let mut dirty = 0;
+            for d in &drifts {
+                println!(
+                    "workspace {} segment {}: {} (missing {}, extra {})",
+                    d.workspace,
+                    d.segment,
+                    if d.unbuilt {
+                        "not built"
+                    } else if d.is_clean() {
+                        "in sync"
+                    } else {
+                        "DRIFT"
+                    },
+                    d.missing,
+                    d.extra
+                );
+                if !d.is_clean() {
+                    dirty += 1;
+                }
+            }
+            println!("{} segment(s), {dirty} with drift", drifts.len());
+            if dirty > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Reconcile => {
+            let (materializer, _) = materialization(&store, &settings)
+                .await?
+                .context("redis is disabled")?;
+            let report = materializer.reconcile().await?;
+            println!(
+                "rebuilt {} time-dependent segment(s); repaired {} member(s) in {} segment(s); removed {} deleted segment(s); swept {} change(s)",
+                report.time_rebuilds,
+                report.repaired_members,
+                report.repaired_segments,
+                report.stray_segments,
+                report.swept_changes
+            );
+            Ok(())
+        }
     }
 }
 
-async fn serve(store: Store, settings: Settings) -> anyhow::Result<()> {
+/// The materializer and job queue, unless Redis is disabled.
+async fn materialization(
+    store: &Store,
+    settings: &Settings,
+) -> anyhow::Result<Option<(Arc<Materializer>, JobQueue)>> {
+    if !settings.redis.enabled {
+        return Ok(None);
+    }
+    let materializer = Materializer::connect(
+        store.clone(),
+        settings.redis.url.expose(),
+        Arc::new(Registry::builtin()),
+        settings.materializer(),
+    )
+    .await
+    .context("configuring redis")?;
+    let jobs = JobQueue::new(
+        materializer.redis(),
+        &materializer.keys().queue(),
+        settings.worker().heartbeat,
+        Duration::from_millis(500),
+    );
+    Ok(Some((Arc::new(materializer), jobs)))
+}
+
+async fn serve(store: Store, settings: Settings, with_worker: bool) -> anyhow::Result<()> {
     if settings.database.migrate_on_start {
         store.migrate().await.context("applying migrations")?;
     }
+    let materialization = materialization(&store, &settings).await?;
     let listener = TcpListener::bind(&settings.http.bind)
         .with_context(|| format!("binding {}", settings.http.bind))?;
     tracing::info!(address = %listener.local_addr()?, "serving HTTP; Swagger UI at /swagger-ui/");
     let state = AppState {
         engine: settings.engine(),
-        ..AppState::new(store, segments_conditions::Registry::builtin())
+        redis: materialization
+            .clone()
+            .map(|(materializer, jobs)| segments_api::Materialization { materializer, jobs }),
+        ..AppState::new(store, Registry::builtin())
     };
     let server = segments_api::serve(listener, state, settings.http())?;
     let handle = server.handle();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = match (with_worker, materialization) {
+        (true, Some((materializer, _))) => {
+            let mut rx = stop_rx.clone();
+            let stopped = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            Some(tokio::spawn(segments_worker::run(
+                materializer,
+                settings.worker(),
+                stopped,
+            )))
+        }
+        _ => None,
+    };
     tokio::select! {
         result = server => result.context("HTTP server failed")?,
         () = shutdown_signal() => {
-            tracing::info!("shutting down: draining in-flight requests");
-            handle.stop(true).await;
+            tracing::info!("shutting down: draining in-flight requests and jobs");
+            let _ = stop_tx.send(true);
+            let deadline = Duration::from_secs(settings.worker.shutdown_timeout_secs);
+            let http = handle.stop(true);
+            let jobs = async {
+                if let Some(worker) = worker {
+                    let _ = worker.await;
+                }
+            };
+            if tokio::time::timeout(deadline, async { tokio::join!(http, jobs) }).await.is_err() {
+                tracing::warn!("shutdown deadline passed; unfinished jobs will be retried by another worker");
+            }
         }
     }
     Ok(())

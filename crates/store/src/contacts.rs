@@ -13,6 +13,7 @@ use segments_domain::{
 
 use crate::attributes::definitions;
 use crate::batch::{MAX_IN_LIST, rows_per_statement};
+use crate::changes;
 use crate::contact_rows::{
     apply_tag_changes, ensure_tags, existing_tag_ids, fields_of, link_tags, load_contacts,
     unlink_tags, write_attributes,
@@ -148,6 +149,7 @@ impl Store {
         )
         .await?;
         write_attributes(&txn, &[(id, attributes)]).await?;
+        changes::record(&txn, workspace_id, &[id], &changes::everything()).await?;
         txn.commit().await?;
         self.get_contact(workspace_id, ContactId(id)).await
     }
@@ -268,6 +270,7 @@ impl Store {
         )
         .await?;
         write_attributes(&txn, &[(id.0, attributes)]).await?;
+        changes::record(&txn, workspace_id, &[id.0], &changes::touched(patch)).await?;
         txn.commit().await?;
         self.get_contact(workspace_id, id).await
     }
@@ -277,14 +280,17 @@ impl Store {
         workspace_id: WorkspaceId,
         id: ContactId,
     ) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
         let result = contact::Entity::delete_many()
             .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
             .filter(contact::Column::Id.eq(id.0))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         if result.rows_affected == 0 {
             return Err(StoreError::not_found("contact", id));
         }
+        changes::record(&txn, workspace_id, &[id.0], &changes::everything()).await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -396,6 +402,7 @@ impl Store {
             let mut replaced = Vec::new();
             let mut attribute_rows = Vec::with_capacity(written.len());
             let mut stored_ids = Vec::with_capacity(written.len());
+            let mut change_rows = Vec::with_capacity(written.len());
             for (index, external_id, patch, attributes, created) in written {
                 let id = ids
                     .get(external_id)
@@ -407,6 +414,12 @@ impl Store {
                 }
                 tag_names.extend_from_slice(&patch.add_tags);
                 attribute_rows.push((id, attributes));
+                let keys = if created {
+                    changes::everything()
+                } else {
+                    changes::touched(patch)
+                };
+                change_rows.push((id, keys.join(" ")));
                 stored_ids.push((id, patch));
                 outcome.stored.push(UpsertedContact {
                     index,
@@ -432,6 +445,7 @@ impl Store {
             }
             link_tags(&txn, &pairs).await?;
             write_attributes(&txn, &attribute_rows).await?;
+            changes::record_each(&txn, workspace_id, &change_rows).await?;
         }
         txn.commit().await?;
         outcome.stored.sort_by_key(|s| s.index);

@@ -243,6 +243,25 @@ impl Store {
         Ok(ids.into_iter().map(ContactId).collect())
     }
 
+    /// Streams the ids that satisfy `condition`, so that memory stays flat
+    /// whatever the number of matches.
+    pub async fn stream_ids_where(
+        &self,
+        workspace_id: WorkspaceId,
+        condition: Expr,
+    ) -> Result<impl futures::Stream<Item = Result<i64, StoreError>> + '_, StoreError> {
+        use futures::StreamExt;
+        let stream = contact::Entity::find()
+            .select_only()
+            .column(contact::Column::Id)
+            .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+            .filter(condition)
+            .into_tuple::<i64>()
+            .stream(&self.db)
+            .await?;
+        Ok(stream.map(|r| r.map_err(StoreError::from)))
+    }
+
     /// Contacts as conditions see them in memory (with their static
     /// memberships), in the order asked; missing ids are skipped.
     pub async fn snapshots(

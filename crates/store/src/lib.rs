@@ -6,6 +6,7 @@
 
 mod attributes;
 mod batch;
+pub mod changes;
 mod contact_rows;
 mod contacts;
 mod db;

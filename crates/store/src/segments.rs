@@ -11,6 +11,7 @@ use sea_orm::{
 use segments_domain::{ContactId, SegmentId, Timestamp, WorkspaceId};
 
 use crate::batch::{MAX_IN_LIST, rows_per_statement};
+use crate::changes;
 use crate::entities::{contact, segment, segment_member};
 use crate::{Store, StoreError};
 
@@ -43,6 +44,8 @@ pub struct SegmentPage {
 pub struct MembershipChange {
     /// Contacts that were added (or removed) by this call.
     pub changed: u64,
+    /// The contacts of the request found in the workspace.
+    pub contacts: Vec<ContactId>,
     /// Ids that name no contact of this workspace.
     pub not_found: Vec<ContactId>,
 }
@@ -315,8 +318,19 @@ impl Store {
                     .rows_affected;
             }
         }
+        changes::record(
+            &txn,
+            workspace_id,
+            &ids,
+            &changes::membership_touched(segment_id),
+        )
+        .await?;
         txn.commit().await?;
-        Ok(MembershipChange { changed, not_found })
+        Ok(MembershipChange {
+            changed,
+            contacts: ids.into_iter().map(ContactId).collect(),
+            not_found,
+        })
     }
 
     /// The static segments each of `contact_ids` was added to.

@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use segments_conditions::DataRef;
 use segments_domain::{ContactId, TagId, TagName, Timestamp, WorkspaceId};
 
 use crate::batch::MAX_IN_LIST;
+use crate::changes;
 use crate::contact_rows::{apply_tag_changes, touch};
 use crate::entities::{contact, contact_tag, tag};
 use crate::error::is_unique_violation;
@@ -34,6 +36,8 @@ pub struct TagPage {
 pub struct BulkTagOutcome {
     /// Contacts found in the workspace and changed.
     pub updated: u64,
+    /// Their ids.
+    pub contacts: Vec<ContactId>,
     /// Ids that name no contact of this workspace.
     pub not_found: Vec<ContactId>,
 }
@@ -157,6 +161,7 @@ impl Store {
             .all(&txn)
             .await?;
         touch(&txn, &tagged, Timestamp::now()).await?;
+        changes::record_tagged(&txn, workspace_id, id.0).await?;
         txn.commit().await?;
         self.get_tag(workspace_id, id).await
     }
@@ -171,6 +176,7 @@ impl Store {
             .into_tuple()
             .all(&txn)
             .await?;
+        changes::record_tagged(&txn, workspace_id, id.0).await?;
         let result = tag::Entity::delete_many()
             .filter(tag::Column::WorkspaceId.eq(workspace_id.0))
             .filter(tag::Column::Id.eq(id.0))
@@ -215,10 +221,12 @@ impl Store {
         if !found.is_empty() {
             apply_tag_changes(&txn, workspace_id, &found, None, add, remove).await?;
             touch(&txn, &found, Timestamp::now()).await?;
+            changes::record(&txn, workspace_id, &found, &[DataRef::Tags.change_key()]).await?;
         }
         txn.commit().await?;
         Ok(BulkTagOutcome {
             updated: found.len() as u64,
+            contacts: found.into_iter().map(ContactId).collect(),
             not_found,
         })
     }

@@ -20,6 +20,13 @@ async fn apply(
         .store
         .update_contact(auth.0.workspace_id, ContactId(id), &patch)
         .await?;
+    state
+        .contacts_changed(
+            auth.0.workspace_id,
+            &[contact.id],
+            segments_store::changes::touched(&patch),
+        )
+        .await;
     Ok(HttpResponse::Ok().json(Contact::from(contact)))
 }
 

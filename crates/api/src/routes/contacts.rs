@@ -1,5 +1,6 @@
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use segments_domain::ContactId;
+use segments_store::changes;
 
 use crate::AppState;
 use crate::extract::{Auth, BulkJson, Json};
@@ -34,6 +35,9 @@ pub async fn create(
         .store
         .create_contact(auth.0.workspace_id, &patch)
         .await?;
+    state
+        .contacts_changed(auth.0.workspace_id, &[contact.id], changes::everything())
+        .await;
     Ok(HttpResponse::Created().json(Contact::from(contact)))
 }
 
@@ -107,6 +111,9 @@ pub async fn update(
         .store
         .update_contact(auth.0.workspace_id, ContactId(id.into_inner()), &patch)
         .await?;
+    state
+        .contacts_changed(auth.0.workspace_id, &[contact.id], changes::touched(&patch))
+        .await;
     Ok(HttpResponse::Ok().json(Contact::from(contact)))
 }
 
@@ -123,10 +130,11 @@ pub async fn remove(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
+    let id = ContactId(id.into_inner());
+    state.store.delete_contact(auth.0.workspace_id, id).await?;
     state
-        .store
-        .delete_contact(auth.0.workspace_id, ContactId(id.into_inner()))
-        .await?;
+        .contacts_changed(auth.0.workspace_id, &[id], changes::everything())
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -186,5 +194,23 @@ pub async fn bulk_upsert(
         .store
         .upsert_contacts(auth.0.workspace_id, &batch.items)
         .await?;
+    let mut changed: Vec<String> = Vec::new();
+    for (index, patch) in &batch.items {
+        let created = outcome
+            .stored
+            .iter()
+            .any(|s| s.index == *index && s.created);
+        changed.extend(if created {
+            changes::everything()
+        } else {
+            changes::touched(patch)
+        });
+    }
+    changed.sort();
+    changed.dedup();
+    let ids: Vec<ContactId> = outcome.stored.iter().map(|s| s.id).collect();
+    state
+        .contacts_changed(auth.0.workspace_id, &ids, changed)
+        .await;
     Ok(HttpResponse::Ok().json(BulkUpsertResult::new(outcome, batch.rejected)))
 }

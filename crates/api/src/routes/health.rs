@@ -22,14 +22,30 @@ pub async fn healthz() -> HttpResponse {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    // Redis is not required to serve: writes go to the database, the sets
+    // catch up once Redis is back. Its absence is reported, not fatal.
+    let redis = match &state.redis {
+        None => "disabled".to_owned(),
+        Some(r) => match r.materializer.ping().await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("degraded: {e}"),
+        },
+    };
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(Readiness {
-            status: "ok".into(),
+            status: if redis.starts_with("degraded") {
+                "degraded"
+            } else {
+                "ok"
+            }
+            .into(),
             database: "ok".into(),
+            redis,
         }),
         Err(e) => HttpResponse::ServiceUnavailable().json(Readiness {
             status: "unavailable".into(),
             database: e.to_string(),
+            redis,
         }),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod attributes;
+pub mod contact_segments;
 pub mod contact_tags;
 pub mod contacts;
 pub mod health;

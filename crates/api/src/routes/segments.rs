@@ -16,7 +16,8 @@ use crate::wire::contact::Contact;
 use crate::wire::page::{PageParams, encode_cursor};
 use crate::wire::segment::{
     ConditionType, ConditionTypeList, ExplainParams, ExplainResult, MembersInput, MembersResult,
-    PreviewInput, PreviewResult, Segment, SegmentInput, SegmentKind, SegmentPage, SegmentPatch,
+    PreviewInput, PreviewResult, RebuildAccepted, Segment, SegmentInput, SegmentKind, SegmentPage,
+    SegmentPatch, SnapshotCreated, SnapshotInput,
 };
 
 /// Most names resolved in one membership call.
@@ -117,6 +118,7 @@ pub async fn create(
         .store
         .create_segment(auth.0.workspace_id, &name, &rule)
         .await?;
+    state.rebuild(auth.0.workspace_id, record.id).await;
     let catalog = self::catalog(&state, &auth).await?;
     Ok(HttpResponse::Created().json(present(&state, &catalog, record).await?))
 }
@@ -217,6 +219,13 @@ pub async fn update(
         .store
         .update_segment(auth.0.workspace_id, id, name.as_deref(), rule.as_ref())
         .await?;
+    if rule.is_some() {
+        state.rebuild(auth.0.workspace_id, id).await;
+        // Segments that refer to this one change with it.
+        for dependent in catalog.segments.dependents(id) {
+            state.rebuild(auth.0.workspace_id, dependent).await;
+        }
+    }
     let catalog = self::catalog(&state, &auth).await?;
     Ok(HttpResponse::Ok().json(present(&state, &catalog, record).await?))
 }
@@ -257,6 +266,7 @@ pub async fn remove(
         });
     }
     state.store.delete_segment(auth.0.workspace_id, id).await?;
+    state.forget_segment(auth.0.workspace_id, id).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -276,7 +286,7 @@ pub async fn members(
 ) -> Result<HttpResponse, ApiError> {
     let id = SegmentId(*id);
     let limit = page.limit()?;
-    let after = page.after_id()?.map(ContactId);
+    let cursor = page.position()?;
     let catalog = catalog(&state, &auth).await?;
     if !catalog.segments.contains(id) {
         return Err(ApiError::NotFound {
@@ -284,10 +294,10 @@ pub async fn members(
             id: id.to_string(),
         });
     }
-    let result = membership::members(&state, &catalog, id, after, limit).await?;
+    let (page, next) = membership::members(&state, &catalog, id, cursor.as_deref(), limit).await?;
     Ok(HttpResponse::Ok().json(crate::wire::contact::ContactPage {
-        items: result.items.into_iter().map(Contact::from).collect(),
-        next_cursor: result.next_after.map(|id| encode_cursor(&id.0.to_string())),
+        items: page.items.into_iter().map(Contact::from).collect(),
+        next_cursor: next.as_deref().map(encode_cursor),
     }))
 }
 
@@ -410,6 +420,13 @@ async fn change_members(
         .store
         .change_static_members(auth.0.workspace_id, id, &ids, add)
         .await?;
+    state
+        .contacts_changed(
+            auth.0.workspace_id,
+            &change.contacts,
+            segments_store::changes::membership_touched(id),
+        )
+        .await;
     Ok(HttpResponse::Ok().json(MembersResult {
         changed: change.changed,
         not_found: change.not_found.into_iter().map(|c| c.0).collect(),
@@ -540,4 +557,99 @@ pub(crate) fn membership_condition(
         .segments
         .membership_sql(id, &ctx)
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Rebuild a segment's materialized set from the database now.
+#[utoipa::path(
+    tag = "segments",
+    params(("id" = i64, Path, description = "Segment id")),
+    responses(
+        (status = 202, body = RebuildAccepted), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 503, body = Problem, description = "No materializer is configured")
+    ),
+    security(("api_key" = []))
+)]
+#[post("/v1/segments/{id}/rebuild")]
+pub async fn rebuild(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = SegmentId(*id);
+    state.store.get_segment(auth.0.workspace_id, id).await?;
+    let redis = state.redis.as_ref().ok_or_else(|| {
+        ApiError::Unavailable("no materializer is configured (redis is disabled)".into())
+    })?;
+    redis
+        .jobs
+        .push(segments_worker::Job::Rebuild {
+            workspace_id: auth.0.workspace_id.0,
+            segment_id: id.0,
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the rebuild could not be queued: {e}")))?;
+    Ok(HttpResponse::Accepted().json(RebuildAccepted {
+        segment_id: id.0,
+        status: "queued".into(),
+    }))
+}
+
+/// Freeze a segment's current members under an immutable Redis key with a
+/// TTL, so a campaign iterates a fixed audience while membership moves on.
+#[utoipa::path(
+    tag = "segments",
+    params(("id" = i64, Path, description = "Segment id")),
+    request_body = SnapshotInput,
+    responses(
+        (status = 201, body = SnapshotCreated), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem, description = "The set is still being built"),
+        (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem, description = "Redis is unavailable or not configured")
+    ),
+    security(("api_key" = []))
+)]
+#[post("/v1/segments/{id}/snapshots")]
+pub async fn create_snapshot(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: Json<SnapshotInput>,
+) -> Result<HttpResponse, ApiError> {
+    let id = SegmentId(*id);
+    let ttl = body.0.ttl_seconds.unwrap_or(86_400);
+    if !(60..=30 * 86_400).contains(&ttl) {
+        return Err(ApiError::Validation(Violations::one(
+            FieldError::new("out_of_range", "between 60 seconds and 30 days").at("/ttl_seconds"),
+        )));
+    }
+    state.store.get_segment(auth.0.workspace_id, id).await?;
+    let redis = state.redis.as_ref().ok_or_else(|| {
+        ApiError::Unavailable("no materializer is configured (redis is disabled)".into())
+    })?;
+    let unavailable =
+        |e: segments_worker::WorkerError| ApiError::Unavailable(format!("redis: {e}"));
+    if redis
+        .materializer
+        .status(auth.0.workspace_id, id)
+        .await
+        .map_err(unavailable)?
+        .is_none()
+    {
+        return Err(ApiError::Conflict {
+            code: "building",
+            message: format!("segment {id} is being built; snapshot it once it is"),
+            pointer: None,
+            candidates: Vec::new(),
+        });
+    }
+    let snapshot = redis
+        .materializer
+        .snapshot(auth.0.workspace_id, id, Duration::from_secs(ttl))
+        .await
+        .map_err(unavailable)?;
+    Ok(HttpResponse::Created().json(SnapshotCreated {
+        key: snapshot.key,
+        count: snapshot.count,
+        expires_in_seconds: ttl,
+    }))
 }

@@ -77,6 +77,9 @@ pub async fn rename(
         .store
         .rename_tag(auth.0.workspace_id, TagId(id.into_inner()), &name)
         .await?;
+    state
+        .rebuild_reading(auth.0.workspace_id, vec![tags_key()])
+        .await;
     Ok(HttpResponse::Ok().json(Tag::from(tag)))
 }
 
@@ -97,6 +100,9 @@ pub async fn remove(
         .store
         .delete_tag(auth.0.workspace_id, TagId(id.into_inner()))
         .await?;
+    state
+        .rebuild_reading(auth.0.workspace_id, vec![tags_key()])
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -121,6 +127,9 @@ pub async fn apply(
         .store
         .retag_contacts(auth.0.workspace_id, &ids, &tags, &[])
         .await?;
+    state
+        .contacts_changed(auth.0.workspace_id, &outcome.contacts, vec![tags_key()])
+        .await;
     Ok(HttpResponse::Ok().json(BulkTagResult::from(outcome)))
 }
 
@@ -145,5 +154,12 @@ pub async fn unapply(
         .store
         .retag_contacts(auth.0.workspace_id, &ids, &[], &tags)
         .await?;
+    state
+        .contacts_changed(auth.0.workspace_id, &outcome.contacts, vec![tags_key()])
+        .await;
     Ok(HttpResponse::Ok().json(BulkTagResult::from(outcome)))
+}
+
+fn tags_key() -> String {
+    segments_conditions::DataRef::Tags.change_key()
 }

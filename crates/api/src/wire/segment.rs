@@ -6,6 +6,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::contact::Contact;
+use crate::membership::Membership;
 
 /// `static`: members are added and removed by hand. `dynamic`: members are
 /// the contacts that satisfy `conditions`, always.
@@ -54,8 +55,10 @@ pub struct Segment {
     pub name: String,
     pub kind: SegmentKind,
     pub conditions: Option<ConditionTree>,
-    /// How many contacts are members now.
-    pub member_count: u64,
+    /// How many contacts are members now (absent while the set is building).
+    pub member_count: Option<u64>,
+    /// Where the count comes from, and the materialized set's state.
+    pub membership: Membership,
     /// Set when stored conditions no longer validate (e.g. an attribute they
     /// read was deleted); such a segment matches nobody until fixed.
     pub problem: Option<String>,
@@ -64,7 +67,7 @@ pub struct Segment {
 }
 
 impl Segment {
-    pub fn new(record: SegmentRecord, member_count: u64, problem: Option<String>) -> Self {
+    pub fn new(record: SegmentRecord, membership: Membership, problem: Option<String>) -> Self {
         let (kind, conditions) = match record.rule {
             SegmentRule::Static => (SegmentKind::Static, None),
             SegmentRule::Dynamic(tree) => (SegmentKind::Dynamic, Some(ConditionTree(tree))),
@@ -74,7 +77,8 @@ impl Segment {
             name: record.name,
             kind,
             conditions,
-            member_count,
+            member_count: membership.count,
+            membership,
             problem,
             created_at: record.created_at,
             updated_at: record.updated_at,
@@ -203,4 +207,40 @@ impl From<TypeInfo> for ConditionType {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConditionTypeList {
     pub items: Vec<ConditionType>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RebuildAccepted {
+    pub segment_id: i64,
+    /// `queued`: a worker will rebuild the set.
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotInput {
+    /// How long the snapshot lives, 60 s to 30 days (default one day).
+    #[schema(minimum = 60, maximum = 2592000)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotCreated {
+    /// The Redis set holding the frozen members (SSCAN it).
+    pub key: String,
+    pub count: u64,
+    pub expires_in_seconds: u64,
+}
+
+/// A segment a contact belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactSegment {
+    pub id: i64,
+    pub name: String,
+    pub kind: SegmentKind,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactSegments {
+    pub items: Vec<ContactSegment>,
 }

@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod attribute_definition;
 pub mod contact;
 pub mod contact_attribute;
+pub mod contact_change;
 pub mod contact_tag;
 pub mod segment;
 pub mod segment_member;

@@ -1,0 +1,128 @@
+//! Incremental maintenance: re-evaluate changed contacts in memory, through
+//! the plugins, against only the segments whose conditions read what changed.
+
+use std::collections::{BTreeSet, HashMap};
+
+use segments_conditions::{ALL_CHANGES, EvalContext, SegmentEvaluator, SegmentKind};
+use segments_domain::{ContactId, SegmentId, Timestamp, WorkspaceId};
+use segments_store::Catalog;
+
+use crate::{Materializer, WorkerError};
+
+/// Contacts evaluated per batch (one snapshot load, one Redis round trip).
+const BATCH: usize = 1_000;
+
+/// The segments a change can affect, dependencies first: those that read a
+/// changed key, and every segment that refers to one of them.
+pub(crate) fn affected(catalog: &Catalog, changed: &[String]) -> Vec<SegmentId> {
+    let everything = changed.iter().any(|c| c == ALL_CHANGES);
+    let changed: BTreeSet<&str> = changed.iter().map(String::as_str).collect();
+    let mut direct = BTreeSet::new();
+    for definition in catalog.segments.iter() {
+        let reads = match &definition.kind {
+            SegmentKind::Static => {
+                vec![segments_conditions::DataRef::Segment(definition.id).change_key()]
+            }
+            SegmentKind::Dynamic(tree) => tree.reads().iter().map(|r| r.change_key()).collect(),
+        };
+        if everything || reads.iter().any(|r| changed.contains(r.as_str())) {
+            direct.insert(definition.id);
+        }
+    }
+    let mut all = direct.clone();
+    for id in &direct {
+        all.extend(catalog.segments.dependents(*id));
+    }
+    catalog
+        .segments
+        .dependency_order()
+        .into_iter()
+        .filter(|id| all.contains(id))
+        .collect()
+}
+
+impl Materializer {
+    /// Brings every set up to date with the current state of `contacts`.
+    /// `changed` holds the change keys of what their writes touched.
+    pub async fn contacts_changed(
+        &self,
+        ws: WorkspaceId,
+        contacts: &[ContactId],
+        changed: &[String],
+        cause: &str,
+    ) -> Result<(), WorkerError> {
+        if contacts.is_empty() {
+            return Ok(());
+        }
+        let catalog = self.catalog(ws).await?;
+        let segments = affected(&catalog, changed);
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let all_segments: Vec<SegmentId> = catalog.segments.iter().map(|d| d.id).collect();
+        for chunk in contacts.chunks(BATCH) {
+            // Versions are read before the contacts: the state then read is at
+            // least as new as the version it is applied under.
+            let versions = self.store.contact_versions(chunk).await?;
+            let snapshots: HashMap<ContactId, _> = self
+                .store
+                .snapshots(ws, chunk)
+                .await?
+                .into_iter()
+                .map(|s| (s.contact.id, s))
+                .collect();
+            let now = Timestamp::now();
+            let ctx = EvalContext {
+                now,
+                segments: &catalog.segments,
+                depth: 0,
+            };
+            let mut invocations = Vec::with_capacity(chunk.len());
+            for contact in chunk {
+                let version = versions.get(contact).copied().unwrap_or(0);
+                let decisions: Vec<(SegmentId, bool)> = match snapshots.get(contact) {
+                    // A deleted contact leaves every segment.
+                    None => all_segments.iter().map(|s| (*s, false)).collect(),
+                    Some(snapshot) => segments
+                        .iter()
+                        .map(|s| (*s, catalog.segments.is_member(*s, snapshot, &ctx)))
+                        .collect(),
+                };
+                invocations
+                    .push(self.apply_invocation(ws, *contact, version, cause, now, &decisions));
+            }
+            let mut conn = self.redis.clone();
+            self.apply.run_many(&mut conn, &invocations).await?;
+        }
+        Ok(())
+    }
+
+    fn apply_invocation(
+        &self,
+        ws: WorkspaceId,
+        contact: ContactId,
+        version: i64,
+        cause: &str,
+        now: Timestamp,
+        decisions: &[(SegmentId, bool)],
+    ) -> (Vec<String>, Vec<String>) {
+        let mut keys = Vec::with_capacity(1 + decisions.len() * 3);
+        let mut args = Vec::with_capacity(5 + decisions.len() * 2);
+        keys.push(self.keys.events(ws));
+        args.extend([
+            contact.0.to_string(),
+            version.to_string(),
+            cause.to_owned(),
+            now.get().to_rfc3339(),
+            self.settings.events_max_len.to_string(),
+        ]);
+        for (segment, member) in decisions {
+            keys.push(self.keys.members(ws, *segment));
+            keys.push(self.keys.meta(ws, *segment));
+            keys.push(self.keys.versions(ws, *segment));
+            args.push(segment.0.to_string());
+            args.push(if *member { "1" } else { "0" }.to_owned());
+        }
+        (keys, args)
+    }
+}

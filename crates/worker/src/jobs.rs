@@ -1,0 +1,322 @@
+//! The job queue (apalis on Redis) and the worker loop.
+//!
+//! Why Redis as the job storage: Redis is already required for the sets, so
+//! it adds no moving part; it serves every database backend the same way;
+//! and it keeps queue polling off the primary database. What Redis-backed
+//! jobs cannot promise alone — that a change committed while Redis is down
+//! still arrives — the change log in the database provides, through the
+//! reconciler's sweep.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_core::backend::ext::poll_strategy::{PollWith, StreamStrategy};
+use apalis_core::backend::factory::BackendFactory;
+use apalis_cron::{CronScheduler, Tick};
+use apalis_redis::factory::{Pubsub, RedisStorageFactory};
+use apalis_redis::{Config, RedisStorage};
+use redis::aio::ConnectionManager;
+use redis::aio::MultiplexedConnection;
+use segments_domain::{ContactId, SegmentId, WorkspaceId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::{Materializer, WorkerError};
+
+/// A unit of materialization work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Rebuild one segment's set from SQL.
+    Rebuild { workspace_id: i64, segment_id: i64 },
+    /// Contacts were written; `changed` holds the change keys of what.
+    ContactsChanged {
+        workspace_id: i64,
+        contact_ids: Vec<i64>,
+        changed: Vec<String>,
+    },
+    /// Rebuild every segment of a workspace that reads any of `changed`
+    /// (after a tag rename or deletion touched many contacts at once).
+    RebuildReading {
+        workspace_id: i64,
+        changed: Vec<String>,
+    },
+}
+
+/// Pushes jobs. Cheap to clone.
+#[derive(Clone)]
+pub struct JobQueue {
+    storage: RedisStorage<Job>,
+    conn: ConnectionManager,
+    /// The pub/sub channel idle workers listen on.
+    wake_channel: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobQueue").finish()
+    }
+}
+
+/// How workers poll and notice each other's deaths.
+fn queue_config(queue: &str, heartbeat: Duration) -> Config {
+    Config::default()
+        .queue(queue)
+        .persist_results(false)
+        .heartbeat_interval(heartbeat)
+        .missed_heartbeats(3)
+        .batch_size(16)
+}
+
+impl JobQueue {
+    /// `timeout` bounds each push: a caller on a request path must not hang
+    /// on a Redis that does not answer.
+    pub fn new(
+        conn: ConnectionManager,
+        queue: &str,
+        heartbeat: Duration,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            storage: RedisStorage::new(conn.clone()).with_config(queue_config(queue, heartbeat)),
+            conn,
+            wake_channel: format!("tasks:{queue}:active:available"),
+            timeout,
+        }
+    }
+
+    pub async fn push(&self, job: Job) -> Result<(), WorkerError> {
+        let mut storage = self.storage.clone();
+        let mut conn = self.conn.clone();
+        let push = async {
+            storage
+                .push(job)
+                .await
+                .map_err(|e| WorkerError::Enqueue(e.to_string()))?;
+            // apalis-redis 1.0 files every new task under "scheduled (now)"
+            // and publishes no wake-up for it, so idle workers would only
+            // notice at their next heartbeat. Publish the wake-up they listen
+            // for ourselves.
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(&self.wake_channel)
+                .arg("1")
+                .query_async(&mut conn)
+                .await?;
+            Ok::<(), WorkerError>(())
+        };
+        match tokio::time::timeout(self.timeout, push).await {
+            Ok(result) => result,
+            Err(_) => Err(WorkerError::RedisTimeout),
+        }
+    }
+
+    /// Pushes a job, logging (not failing) when it cannot be enqueued: the
+    /// write it announces is in the change log, and the reconciler's sweep
+    /// will apply it.
+    pub async fn push_or_log(&self, job: Job) {
+        tracing::debug!(?job, "enqueueing");
+        if let Err(e) = self.push(job).await {
+            tracing::warn!(error = %e, "job not enqueued; the reconciler will pick the change up from the change log");
+        }
+    }
+
+    pub async fn contacts_changed(
+        &self,
+        ws: WorkspaceId,
+        contacts: &[ContactId],
+        changed: Vec<String>,
+    ) {
+        if contacts.is_empty() {
+            return;
+        }
+        self.push_or_log(Job::ContactsChanged {
+            workspace_id: ws.0,
+            contact_ids: contacts.iter().map(|c| c.0).collect(),
+            changed,
+        })
+        .await;
+    }
+
+    pub async fn rebuild(&self, ws: WorkspaceId, segment: SegmentId) {
+        self.push_or_log(Job::Rebuild {
+            workspace_id: ws.0,
+            segment_id: segment.0,
+        })
+        .await;
+    }
+}
+
+async fn handle(job: Job, materializer: Data<Arc<Materializer>>) -> Result<(), BoxDynError> {
+    match job {
+        Job::Rebuild {
+            workspace_id,
+            segment_id,
+        } => {
+            materializer
+                .rebuild(WorkspaceId(workspace_id), SegmentId(segment_id))
+                .await?;
+        }
+        Job::ContactsChanged {
+            workspace_id,
+            contact_ids,
+            changed,
+        } => {
+            let ids: Vec<ContactId> = contact_ids.into_iter().map(ContactId).collect();
+            materializer
+                .contacts_changed(WorkspaceId(workspace_id), &ids, &changed, "write")
+                .await?;
+        }
+        Job::RebuildReading {
+            workspace_id,
+            changed,
+        } => {
+            let ws = WorkspaceId(workspace_id);
+            let catalog = materializer.catalog(ws).await?;
+            for segment in crate::apply::affected(&catalog, &changed) {
+                materializer.rebuild(ws, segment).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn tick(
+    _tick: Tick,
+    materializer: Data<Arc<Materializer>>,
+    hold: Data<Duration>,
+) -> Result<(), BoxDynError> {
+    if materializer.reconcile_exclusively(*hold).await?.is_none() {
+        tracing::debug!("another worker is reconciling");
+    }
+    Ok(())
+}
+
+/// How a worker process runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Jobs run at once by this process.
+    pub concurrency: usize,
+    /// Six-field cron expression (seconds first) of the reconciler.
+    pub reconcile_schedule: String,
+    /// How often a worker proves it is alive; a worker silent for three
+    /// intervals is presumed dead and its jobs are given to others.
+    pub heartbeat: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            reconcile_schedule: "0 * * * * *".into(),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A name unique to this process and start: apalis refuses a second live
+/// worker of the same name.
+fn worker_name(role: &str) -> String {
+    format!(
+        "segments-{role}-{}-{}",
+        std::process::id(),
+        crate::materializer::token()
+    )
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) -> Result<(), std::io::Error> {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Runs job workers and the reconciler until `shutdown` completes. A worker
+/// that dies (Redis went away) is restarted with backoff.
+pub async fn run(
+    materializer: Arc<Materializer>,
+    settings: WorkerSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let schedule = cron::Schedule::from_str(&settings.reconcile_schedule)
+        .map_err(|e| WorkerError::Enqueue(format!("reconcile schedule: {e}")))?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let queue = materializer.keys.queue();
+    let jobs = {
+        let materializer = materializer.clone();
+        let rx = rx.clone();
+        let settings = settings.clone();
+        supervise("jobs", rx.clone(), move || {
+            let materializer = materializer.clone();
+            let rx = rx.clone();
+            let settings = settings.clone();
+            let queue = queue.clone();
+            async move {
+                // A fresh pub/sub connection per start: after Redis restarts,
+                // the old one is gone for good.
+                let mut factory = RedisStorageFactory::new(materializer.resp3_client()?).await?;
+                let backend: PollWith<
+                    RedisStorage<Job, MultiplexedConnection>,
+                    StreamStrategy<Pubsub>,
+                > = factory.create_with_config(queue_config(&queue, settings.heartbeat))?;
+                WorkerBuilder::new(worker_name("jobs"))
+                    .backend(backend)
+                    .data(materializer.clone())
+                    .concurrency(settings.concurrency)
+                    .build(handle)
+                    .run_until(stopped(rx.clone()))
+                    .await?;
+                Ok::<(), BoxDynError>(())
+            }
+        })
+    };
+    let cron = {
+        let materializer = materializer.clone();
+        // Hold the lock for most of an interval, so that two workers firing
+        // on the same tick do not both reconcile.
+        let hold = Duration::from_secs(50);
+        supervise("reconcile", rx.clone(), move || {
+            let worker = WorkerBuilder::new(worker_name("reconcile"))
+                .backend(CronScheduler::new(schedule.clone()))
+                .data(materializer.clone())
+                .data(hold)
+                .build(tick);
+            let stop = stopped(rx.clone());
+            async move {
+                worker.run_until(stop).await?;
+                Ok::<(), BoxDynError>(())
+            }
+        })
+    };
+    tokio::join!(jobs, cron);
+    Ok(())
+}
+
+async fn supervise<F, Fut>(role: &str, rx: watch::Receiver<bool>, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), BoxDynError>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match make().await {
+            Ok(()) if *rx.borrow() => return,
+            Ok(()) => tracing::warn!(role, "worker stopped; restarting"),
+            Err(e) => tracing::warn!(role, error = %e, "worker failed; restarting"),
+        }
+        if *rx.borrow() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,166 @@
+//! Full rebuilds: stream the matching ids from SQL into a temporary set,
+//! then swap it in atomically. Readers never see a partial set; a crashed
+//! build leaves the live set untouched and its temporary set expiring.
+
+use futures::StreamExt;
+use segments_conditions::{SegmentKind, SegmentSql};
+use segments_domain::{SegmentId, Timestamp, WorkspaceId};
+use segments_store::Catalog;
+
+use crate::materializer::token;
+use crate::{Materializer, WorkerError};
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub members: u64,
+    /// False when a newer build had already landed and this one was discarded.
+    pub swapped: bool,
+}
+
+/// A stable fingerprint of a segment's definition (FNV-1a), stored in the
+/// set's metadata so a reader can tell which definition a set reflects.
+pub(crate) fn definition_hash(catalog: &Catalog, segment: SegmentId) -> String {
+    let text = match catalog.segments.get(segment).map(|d| &d.kind) {
+        Some(SegmentKind::Dynamic(tree)) => tree.to_json().to_string(),
+        _ => "static".to_owned(),
+    };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+impl Materializer {
+    /// Rebuilds one segment from SQL.
+    pub async fn rebuild(
+        &self,
+        ws: WorkspaceId,
+        segment: SegmentId,
+    ) -> Result<RebuildReport, WorkerError> {
+        // The watermark is read before the SQL: the build reflects every
+        // change up to it (and maybe some after, which replay covers).
+        let watermark = self.store.max_change_seq().await?;
+        let catalog = self.catalog(ws).await?;
+        if !catalog.segments.contains(segment) {
+            self.forget_segment(ws, segment).await?;
+            return Ok(RebuildReport {
+                members: 0,
+                swapped: false,
+            });
+        }
+        let now = Timestamp::now();
+        let ctx = catalog.sql_context(self.store.sql_backend(), now);
+        let condition = catalog
+            .segments
+            .membership_sql(segment, &ctx)
+            .map_err(|e| WorkerError::Sql(segment, e))?;
+
+        let building = self.keys.building(ws, segment, &token());
+        let mut conn = self.redis.clone();
+        let mut ids = self.store.stream_ids_where(ws, condition).await?;
+        let mut batch: Vec<i64> = Vec::with_capacity(self.settings.build_batch);
+        let mut pipe = redis::pipe();
+        let mut pending = 0usize;
+        // Several SADDs in flight per round trip; the first one also sets the
+        // expiry, so an abandoned build cleans itself up.
+        let flush = |pipe: &mut redis::Pipeline, batch: &mut Vec<i64>, first: bool| {
+            pipe.cmd("SADD")
+                .arg(&building)
+                .arg(batch.as_slice())
+                .ignore();
+            if first {
+                pipe.cmd("EXPIRE")
+                    .arg(&building)
+                    .arg(self.settings.build_ttl.as_secs())
+                    .ignore();
+            }
+            batch.clear();
+        };
+        let mut first = true;
+        while let Some(id) = ids.next().await {
+            batch.push(id?);
+            if batch.len() == self.settings.build_batch {
+                flush(&mut pipe, &mut batch, first);
+                first = false;
+                pending += 1;
+                if pending == 4 {
+                    let () = pipe.query_async(&mut conn).await?;
+                    pipe = redis::pipe();
+                    pending = 0;
+                }
+            }
+        }
+        drop(ids);
+        if !batch.is_empty() {
+            flush(&mut pipe, &mut batch, first);
+            pending += 1;
+        }
+        if pending > 0 {
+            let () = pipe.query_async(&mut conn).await?;
+        }
+
+        let keys = vec![
+            building,
+            self.keys.members(ws, segment),
+            self.keys.meta(ws, segment),
+            self.keys.versions(ws, segment),
+            self.keys.events(ws),
+        ];
+        let args = vec![
+            watermark.to_string(),
+            now.get().to_rfc3339(),
+            definition_hash(&catalog, segment),
+            segment.0.to_string(),
+            self.settings.events_max_len.to_string(),
+        ];
+        let result = self.swap.run_many(&mut conn, &[(keys, args)]).await?;
+        let count = result.first().copied().unwrap_or(-1);
+        if count < 0 {
+            return Ok(RebuildReport {
+                members: 0,
+                swapped: false,
+            });
+        }
+        // Changes committed after the watermark may have been applied to the
+        // set this build replaced: evaluate them again on the new one.
+        self.replay_after(ws, watermark).await?;
+        tracing::info!(workspace = %ws, segment = %segment, members = count, "segment rebuilt");
+        Ok(RebuildReport {
+            members: u64::try_from(count).unwrap_or(0),
+            swapped: true,
+        })
+    }
+
+    /// Re-applies every change of the workspace after `watermark`.
+    pub(crate) async fn replay_after(
+        &self,
+        ws: WorkspaceId,
+        watermark: i64,
+    ) -> Result<(), WorkerError> {
+        let up_to = self.store.max_change_seq().await?;
+        let mut after = watermark;
+        while after < up_to {
+            let changes = self.store.changes_between(after, up_to, 10_000).await?;
+            let Some(last) = changes.last() else { break };
+            after = last.seq;
+            let mut ids: Vec<_> = changes
+                .iter()
+                .filter(|c| c.workspace_id == ws)
+                .map(|c| c.contact_id)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            self.contacts_changed(
+                ws,
+                &ids,
+                &[segments_conditions::ALL_CHANGES.to_owned()],
+                "replay",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! Reconciliation: the scheduled safety net. Rebuilds the segments whose
+//! truth moves with time, compares every other set with SQL and repairs
+//! drift, removes the keys of deleted segments, and sweeps the change log
+//! for changes whose jobs never ran.
+
+use std::collections::{BTreeMap, HashSet};
+
+use futures::StreamExt;
+use redis::AsyncCommands;
+use segments_conditions::SegmentSql;
+use segments_domain::{SegmentId, Timestamp, WorkspaceId};
+
+use crate::{Materializer, WorkerError};
+
+/// How one segment's set differs from SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    pub workspace: WorkspaceId,
+    pub segment: SegmentId,
+    /// Members SQL selects that the set lacks.
+    pub missing: u64,
+    /// Members the set holds that SQL does not select.
+    pub extra: u64,
+    /// The set has never been built.
+    pub unbuilt: bool,
+}
+
+impl Drift {
+    pub fn is_clean(&self) -> bool {
+        self.missing == 0 && self.extra == 0 && !self.unbuilt
+    }
+}
+
+/// What a reconciliation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Segments rebuilt because time alone moves them.
+    pub time_rebuilds: u64,
+    /// Segments whose drift was repaired, and by how many members.
+    pub repaired_segments: u64,
+    pub repaired_members: u64,
+    /// Keys of deleted segments removed.
+    pub stray_segments: u64,
+    /// Change-log entries swept.
+    pub swept_changes: u64,
+}
+
+impl Materializer {
+    /// Compares one segment's set with SQL, without changing anything.
+    pub async fn drift(&self, ws: WorkspaceId, segment: SegmentId) -> Result<Drift, WorkerError> {
+        let catalog = self.catalog(ws).await?;
+        let ctx = catalog.sql_context(self.store.sql_backend(), Timestamp::now());
+        let condition = catalog
+            .segments
+            .membership_sql(segment, &ctx)
+            .map_err(|e| WorkerError::Sql(segment, e))?;
+        let mut conn = self.redis.clone();
+        let built: bool = conn.exists(self.keys.meta(ws, segment)).await?;
+        let live: HashSet<i64> = conn.smembers(self.keys.members(ws, segment)).await?;
+        let mut expected = HashSet::with_capacity(live.len());
+        let mut ids = self.store.stream_ids_where(ws, condition).await?;
+        while let Some(id) = ids.next().await {
+            expected.insert(id?);
+        }
+        Ok(Drift {
+            workspace: ws,
+            segment,
+            missing: expected.difference(&live).count() as u64,
+            extra: live.difference(&expected).count() as u64,
+            unbuilt: !built,
+        })
+    }
+
+    /// Every segment's drift, in every workspace.
+    pub async fn verify(&self) -> Result<Vec<Drift>, WorkerError> {
+        let mut out = Vec::new();
+        for ws in self.store.workspace_ids().await? {
+            for record in self.store.segment_records(ws).await? {
+                out.push(self.drift(ws, record.id).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one reconciliation over every workspace.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, WorkerError> {
+        // Sweep first: changes whose jobs were lost are applied before sets
+        // are compared, so they are not counted as drift.
+        let mut report = ReconcileReport {
+            swept_changes: self.sweep().await?,
+            ..ReconcileReport::default()
+        };
+        for ws in self.store.workspace_ids().await? {
+            let catalog = self.catalog(ws).await?;
+            let mut repaired_here = 0;
+            for segment in catalog.segments.dependency_order() {
+                if catalog.segments.time_dependent(segment) {
+                    self.rebuild(ws, segment).await?;
+                    report.time_rebuilds += 1;
+                    continue;
+                }
+                let drift = self.drift(ws, segment).await?;
+                if !drift.is_clean() {
+                    let members = drift.missing + drift.extra;
+                    tracing::warn!(workspace = %ws, segment = %segment, missing = drift.missing, extra = drift.extra, unbuilt = drift.unbuilt, "repairing drift");
+                    self.rebuild(ws, segment).await?;
+                    if !drift.unbuilt {
+                        report.repaired_segments += 1;
+                        report.repaired_members += members;
+                        repaired_here += members;
+                        let mut conn = self.redis.clone();
+                        let _: i64 = conn
+                            .hincr(self.keys.meta(ws, segment), "repairs", members)
+                            .await?;
+                    }
+                }
+            }
+            report.stray_segments += self.remove_strays(ws, &catalog).await?;
+            let mut conn = self.redis.clone();
+            let _: () = redis::pipe()
+                .hincr(self.keys.stats(ws), "repairs", repaired_here)
+                .ignore()
+                .hset(
+                    self.keys.stats(ws),
+                    "last_reconcile_at",
+                    Timestamp::now().get().to_rfc3339(),
+                )
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
+        }
+        tracing::info!(?report, "reconciled");
+        Ok(report)
+    }
+
+    /// Removes the keys of segments that no longer exist.
+    async fn remove_strays(
+        &self,
+        ws: WorkspaceId,
+        catalog: &segments_store::Catalog,
+    ) -> Result<u64, WorkerError> {
+        let mut conn = self.redis.clone();
+        let mut strays = Vec::new();
+        {
+            let mut keys = conn
+                .scan_match::<_, String>(self.keys.meta_pattern(ws))
+                .await?;
+            while let Some(key) = keys.next().await {
+                if let Some(segment) = key.ok().and_then(|k| self.keys.segment_of_meta(ws, &k))
+                    && !catalog.segments.contains(segment)
+                {
+                    strays.push(segment);
+                }
+            }
+        }
+        for segment in &strays {
+            self.forget_segment(ws, *segment).await?;
+        }
+        Ok(strays.len() as u64)
+    }
+
+    /// Applies changes from the log that are settled and not yet swept.
+    pub(crate) async fn sweep(&self) -> Result<u64, WorkerError> {
+        let mut conn = self.redis.clone();
+        let swept: Option<i64> = conn.get(self.keys.swept()).await?;
+        let mut after = swept.unwrap_or(0);
+        let up_to = self
+            .store
+            .settled_change_seq(self.settings.sweep_settle)
+            .await?;
+        let mut count = 0u64;
+        while after < up_to {
+            let changes = self.store.changes_between(after, up_to, 10_000).await?;
+            let Some(last) = changes.last() else { break };
+            let last = last.seq;
+            let mut by_workspace: BTreeMap<WorkspaceId, (Vec<_>, Vec<String>)> = BTreeMap::new();
+            for change in &changes {
+                let entry = by_workspace.entry(change.workspace_id).or_default();
+                entry.0.push(change.contact_id);
+                entry.1.extend(change.changed.iter().cloned());
+            }
+            for (ws, (mut contacts, mut changed)) in by_workspace {
+                contacts.sort_unstable();
+                contacts.dedup();
+                changed.sort();
+                changed.dedup();
+                self.contacts_changed(ws, &contacts, &changed, "sweep")
+                    .await?;
+            }
+            count += changes.len() as u64;
+            after = last;
+            let _: () = conn.set(self.keys.swept(), after).await?;
+        }
+        if after > 0 {
+            self.store
+                .prune_changes(after, self.settings.change_retention)
+                .await?;
+        }
+        Ok(count)
+    }
+
+    /// Runs `reconcile` unless another process holds the lock.
+    pub async fn reconcile_exclusively(
+        &self,
+        hold: std::time::Duration,
+    ) -> Result<Option<ReconcileReport>, WorkerError> {
+        let mut conn = self.redis.clone();
+        let token = crate::materializer::token();
+        let acquired: Option<String> = redis::cmd("SET")
+            .arg(self.keys.reconcile_lock())
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX))
+            .query_async(&mut conn)
+            .await?;
+        if acquired.is_none() {
+            return Ok(None);
+        }
+        let result = self.reconcile().await;
+        // Release only our own lock.
+        let _: i64 = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        )
+        .key(self.keys.reconcile_lock())
+        .arg(&token)
+        .invoke_async(&mut conn)
+        .await?;
+        result.map(Some)
+    }
+}
