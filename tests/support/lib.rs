@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
 
 mod database;
+mod materialized;
 
 use std::net::TcpListener;
 
@@ -18,6 +19,7 @@ use segments_store::Store;
 use serde_json::Value;
 
 pub use database::{Backend, TestDatabase};
+pub use materialized::{Materialized, RedisServer};
 
 /// The running application and a client authenticated for one workspace.
 #[derive(Debug)]
@@ -28,6 +30,8 @@ pub struct TestApp {
     pub key: String,
     pub store: Store,
     pub backend: Backend,
+    /// The materializer and its workers, when started with one.
+    pub materialized: Option<Materialized>,
     server: actix_web::dev::ServerHandle,
     _database: TestDatabase,
 }
@@ -104,13 +108,44 @@ impl TestApp {
 
     /// Starts the app with a registry of the caller's choosing (to test plugins).
     pub async fn spawn_full(backend: Backend, http: HttpSettings, registry: Registry) -> Self {
+        Self::start(backend, http, registry, None).await
+    }
+
+    /// Starts the app with a materializer on `redis_url` (a unique key
+    /// prefix per app) and `workers` worker loops in this process.
+    pub async fn spawn_materialized(backend: Backend, redis_url: &str, workers: usize) -> Self {
+        Self::start(
+            backend,
+            HttpSettings {
+                workers: 2,
+                ..HttpSettings::default()
+            },
+            Registry::builtin(),
+            Some((redis_url, workers)),
+        )
+        .await
+    }
+
+    async fn start(
+        backend: Backend,
+        http: HttpSettings,
+        registry: Registry,
+        redis: Option<(&str, usize)>,
+    ) -> Self {
         let database = TestDatabase::create(backend).await;
         let store = Store::connect(&database.settings()).await.expect("connect");
         store.migrate().await.expect("migrate");
+        let materialized = match redis {
+            Some((url, workers)) => Some(Materialized::start(store.clone(), url, workers).await),
+            None => None,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("addr"));
-        let server = segments_api::serve(listener, AppState::new(store.clone(), registry), http)
-            .expect("serve");
+        let state = AppState {
+            redis: materialized.as_ref().map(Materialized::state),
+            ..AppState::new(store.clone(), registry)
+        };
+        let server = segments_api::serve(listener, state, http).expect("serve");
         let handle = server.handle();
         tokio::spawn(server);
         let (_, key) = store
@@ -123,6 +158,7 @@ impl TestApp {
             key: key.secret,
             store,
             backend,
+            materialized,
             server: handle,
             _database: database,
         }
@@ -140,6 +176,9 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.server.stop(false).await;
+        if let Some(m) = self.materialized {
+            m.stop().await;
+        }
     }
 
     /// Sends a request with this app's key.

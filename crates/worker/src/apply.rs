@@ -97,6 +97,24 @@ impl Materializer {
         Ok(())
     }
 
+    /// Applies one evaluation of one contact, as a job would: each decision
+    /// lands only if `version` is newer than what the segment already
+    /// reflects for that contact.
+    pub async fn apply_evaluation(
+        &self,
+        ws: WorkspaceId,
+        contact: ContactId,
+        version: i64,
+        decisions: &[(SegmentId, bool)],
+        cause: &str,
+    ) -> Result<(), WorkerError> {
+        let invocation =
+            self.apply_invocation(ws, contact, version, cause, Timestamp::now(), decisions);
+        let mut conn = self.redis.clone();
+        self.apply.run_many(&mut conn, &[invocation]).await?;
+        Ok(())
+    }
+
     fn apply_invocation(
         &self,
         ws: WorkspaceId,

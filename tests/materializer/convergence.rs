@@ -1,0 +1,190 @@
+//! Thousands of random writes from concurrent clients, racing full rebuilds
+//! and condition edits, with two workers: once writes stop, every set equals
+//! the SQL evaluation of its segment.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use segments_tests::{Backend, TestApp, on_both_backends};
+use serde_json::{Value, json};
+
+use crate::{REDIS, converged};
+
+const TAGS: [&str; 4] = ["vip", "new", "promo", "churn"];
+
+fn random_write(
+    rng: &mut StdRng,
+    contacts: &[i64],
+    statik: i64,
+) -> (reqwest::Method, String, Option<Value>) {
+    let c = contacts[rng.random_range(0..contacts.len())];
+    let tag = TAGS[rng.random_range(0..TAGS.len())];
+    use reqwest::Method;
+    match rng.random_range(0..8) {
+        0 => (
+            Method::POST,
+            format!("/v1/contacts/{c}/tags"),
+            Some(json!({"tags": [tag]})),
+        ),
+        1 => (
+            Method::POST,
+            format!("/v1/contacts/{c}/tags/remove"),
+            Some(json!({"tags": [tag]})),
+        ),
+        2 => (
+            Method::PUT,
+            format!("/v1/contacts/{c}/attributes/score"),
+            Some(json!({"value": rng.random_range(0..100)})),
+        ),
+        3 => (
+            Method::PATCH,
+            format!("/v1/contacts/{c}"),
+            Some(json!({"opted_in": rng.random_bool(0.5)})),
+        ),
+        4 => (
+            Method::POST,
+            format!("/v1/segments/{statik}/members"),
+            Some(json!({"contact_ids": [c]})),
+        ),
+        5 => (
+            Method::POST,
+            format!("/v1/segments/{statik}/members/remove"),
+            Some(json!({"contact_ids": [c]})),
+        ),
+        6 => (
+            Method::POST,
+            "/v1/tags/apply".into(),
+            Some(json!({"contact_ids": [c, contacts[0]], "tags": [tag]})),
+        ),
+        _ => (
+            Method::POST,
+            "/v1/contacts/bulk-upsert".into(),
+            Some(
+                json!({"contacts": [{"external_id": format!("x{}", rng.random_range(0..20)), "tags": [tag], "attributes": {"score": rng.random_range(0..100)}}]}),
+            ),
+        ),
+    }
+}
+
+async fn sets_converge_under_concurrent_writes_rebuilds_and_edits(backend: Backend) {
+    let app = TestApp::spawn_materialized(backend, REDIS, 2).await;
+    app.attribute("score", "number").await;
+    let mut contacts = Vec::new();
+    for i in 0..40 {
+        contacts.push(
+            app.contact(json!({"name": format!("c{i}"), "tags": [TAGS[i % 4]]}))
+                .await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let statik = app
+        .post("/v1/segments", json!({"name": "hand", "kind": "static"}))
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let tagged = app
+        .post("/v1/segments", json!({"name": "vip", "kind": "dynamic", "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}}))
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let scored = app
+        .post(
+            "/v1/segments",
+            json!({"name": "high", "kind": "dynamic", "conditions": {"all": [
+                {"type": "attribute", "params": {"key": "score", "op": "ge", "value": 50}},
+                {"type": "opt_in", "params": {"opted_in": true}}
+            ]}}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let nested = app
+        .post("/v1/segments", json!({"name": "nested", "kind": "dynamic", "conditions": {"any": [
+            {"type": "segment", "params": {"op": "member_of", "segment_id": statik}},
+            {"all": [
+                {"type": "segment", "params": {"op": "member_of", "segment_id": tagged}},
+                {"not": {"type": "segment", "params": {"op": "member_of", "segment_id": scored}}}
+            ]}
+        ]}}))
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let client = app.client.clone();
+            let base = app.address.clone();
+            let key = app.key.clone();
+            let contacts = contacts.clone();
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(w);
+                for _ in 0..300 {
+                    let (method, path, body) = random_write(&mut rng, &contacts, statik);
+                    let mut request = client
+                        .request(method, format!("{base}{path}"))
+                        .bearer_auth(&key);
+                    if let Some(body) = body {
+                        request = request.json(&body);
+                    }
+                    let status = request.send().await.unwrap().status();
+                    assert!(status.is_success(), "{path}: {status}");
+                }
+            })
+        })
+        .collect();
+    let editor = {
+        let client = app.client.clone();
+        let base = app.address.clone();
+        let key = app.key.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                let threshold = if i % 2 == 0 { 30 } else { 60 };
+                let conditions = json!({"all": [
+                    {"type": "attribute", "params": {"key": "score", "op": "ge", "value": threshold}},
+                    {"type": "opt_in", "params": {"opted_in": true}}
+                ]});
+                let r = client
+                    .patch(format!("{base}/v1/segments/{scored}"))
+                    .bearer_auth(&key)
+                    .json(&json!({"conditions": conditions}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+                for segment in [tagged, nested, statik] {
+                    let r = client
+                        .post(format!("{base}/v1/segments/{segment}/rebuild"))
+                        .bearer_auth(&key)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 202);
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    editor.await.unwrap();
+    converged(&app, Duration::from_secs(60)).await;
+    let drift = app
+        .materialized
+        .as_ref()
+        .unwrap()
+        .materializer
+        .verify()
+        .await
+        .unwrap();
+    assert!(drift.iter().all(|d| d.is_clean()), "{drift:?}");
+    app.stop().await;
+}
+
+on_both_backends!(sets_converge_under_concurrent_writes_rebuilds_and_edits);

@@ -1,0 +1,59 @@
+//! The materializer against a real Redis and both databases: every set
+//! converges on the SQL evaluation of its segment, stale evaluations never
+//! win, and no committed change is lost while Redis is away.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod convergence;
+mod outage;
+mod sets;
+
+use std::time::{Duration, Instant};
+
+use segments_conditions::{Limits, Registry, SegmentSql};
+use segments_domain::{ContactId, SegmentId, Timestamp};
+use segments_tests::TestApp;
+
+pub const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// Every segment of the app's first workspace whose set differs from SQL,
+/// with the two member lists.
+pub async fn differences(app: &TestApp) -> Vec<(SegmentId, Vec<ContactId>, Vec<ContactId>)> {
+    let m = &app.materialized.as_ref().unwrap().materializer;
+    let ws = app
+        .store
+        .authenticate(&app.key)
+        .await
+        .unwrap()
+        .unwrap()
+        .workspace_id;
+    let catalog = app
+        .store
+        .catalog(ws, &Registry::builtin(), Limits::default())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for record in &catalog.records {
+        let ctx = catalog.sql_context(app.store.sql_backend(), Timestamp::now());
+        let sql = catalog.segments.membership_sql(record.id, &ctx).unwrap();
+        let expected = app.store.ids_where(ws, sql).await.unwrap();
+        let actual = m.all_members(ws, record.id).await.unwrap();
+        let built = m.status(ws, record.id).await.unwrap().is_some();
+        if !built || expected != actual {
+            out.push((record.id, expected, actual));
+        }
+    }
+    out
+}
+
+/// Waits until every set equals SQL; fails with the differences after `within`.
+pub async fn converged(app: &TestApp, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let diff = differences(app).await;
+        if diff.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sets did not converge: {diff:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,203 @@
+//! A materializer with worker loops for one test app, on a unique Redis key
+//! prefix that is deleted afterwards; and private Redis servers for tests
+//! that stop and restart Redis.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use segments_api::Materialization;
+use segments_conditions::Registry;
+use segments_store::Store;
+use segments_worker::{JobQueue, Materializer, MaterializerSettings, WorkerSettings};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug)]
+pub struct Materialized {
+    pub materializer: Arc<Materializer>,
+    pub jobs: JobQueue,
+    pub prefix: String,
+    redis_url: String,
+    stop: watch::Sender<bool>,
+    workers: Vec<JoinHandle<Result<(), segments_worker::WorkerError>>>,
+}
+
+impl Materialized {
+    pub async fn start(store: Store, redis_url: &str, workers: usize) -> Self {
+        let prefix = format!(
+            "segtest-{}-{:x}",
+            std::process::id(),
+            rand::rng().random::<u64>()
+        );
+        let settings = MaterializerSettings {
+            prefix: prefix.clone(),
+            // Tests drive the reconciler themselves and want every change swept.
+            sweep_settle: Duration::ZERO,
+            ..MaterializerSettings::default()
+        };
+        let materializer = Arc::new(
+            Materializer::connect(store, redis_url, Arc::new(Registry::builtin()), settings)
+                .await
+                .expect("redis client"),
+        );
+        let jobs = JobQueue::new(
+            materializer.redis(),
+            &materializer.keys().queue(),
+            Duration::from_secs(1),
+            Duration::from_millis(500),
+        );
+        let (stop, rx) = watch::channel(false);
+        let worker_settings = WorkerSettings {
+            concurrency: 4,
+            // The reconciler only runs when a test calls it.
+            reconcile_schedule: "0 0 0 1 1 * 2099".into(),
+            heartbeat: Duration::from_secs(1),
+        };
+        let workers = (0..workers)
+            .map(|_| {
+                let mut rx = rx.clone();
+                tokio::spawn(segments_worker::run(
+                    materializer.clone(),
+                    worker_settings.clone(),
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                ))
+            })
+            .collect();
+        Self {
+            materializer,
+            jobs,
+            prefix,
+            redis_url: redis_url.to_owned(),
+            stop,
+            workers,
+        }
+    }
+
+    pub fn state(&self) -> Materialization {
+        Materialization {
+            materializer: self.materializer.clone(),
+            jobs: self.jobs.clone(),
+        }
+    }
+
+    /// Stops the workers and deletes every key of this prefix.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for w in self.workers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+        }
+        if let Ok(client) = redis::Client::open(self.redis_url.as_str())
+            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+        {
+            for pattern in [
+                format!("{}*", self.prefix),
+                format!("{}_jobs*", self.prefix.replace(':', "_")),
+            ] {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                for chunk in keys.chunks(500) {
+                    let _: Result<i64, _> =
+                        redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+                }
+            }
+        }
+    }
+}
+
+/// A Redis server of the test's own, on a free port, that the test may stop
+/// and start again. Its data survives restarts (append-only file in a
+/// temporary directory).
+#[derive(Debug)]
+pub struct RedisServer {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("segments-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
+        server.resume();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub fn resume(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server; SHUTDOWN writes the append-only file, so its data
+    /// is there when it starts again.
+    pub fn halt(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "shutdown"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.halt();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
