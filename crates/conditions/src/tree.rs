@@ -8,12 +8,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use sea_query::{Expr, ExprTrait};
+use sea_query::{Expr, ExprTrait, Query, UnionType};
 use segments_domain::{FieldError, SegmentId, Violations};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::plugin::{Condition, DataRef, EvalContext, ParseContext, SqlContext, SqlError};
+use crate::sql::Contacts;
 use crate::{ContactSnapshot, Registry};
 
 /// Bounds on a tree's size, so that a request cannot make the database (or
@@ -258,13 +259,38 @@ impl Tree {
                     Some(first) => parts.try_fold(first, |acc, p| p.map(|p| acc.and(p)))?,
                 }
             }
-            Tree::Any(c) => {
-                let mut parts = c.iter().map(|t| t.to_sql(ctx));
-                match parts.next().transpose()? {
-                    None => Expr::val(false),
-                    Some(first) => parts.try_fold(first, |acc, p| p.map(|p| acc.or(p)))?,
+            Tree::Any(c) if c.len() >= 2 => {
+                // `a OR b` over sub-queries makes PostgreSQL probe each
+                // hashed sub-plan for every contact, in one process; the
+                // union of each branch's ids lets it plan every branch as a
+                // semi-join (2x faster on a million contacts, BENCHMARKS.md).
+                // The inner `contacts` shadows the outer one in each branch.
+                let mut branches = c.iter().map(|t| {
+                    t.to_sql(ctx).map(|condition| {
+                        Query::select()
+                            .column((Contacts::Table, Contacts::Id))
+                            .from(Contacts::Table)
+                            .and_where(
+                                Expr::col((Contacts::Table, Contacts::WorkspaceId))
+                                    .eq(ctx.workspace_id.0),
+                            )
+                            .and_where(condition)
+                            .to_owned()
+                    })
+                });
+                let mut union = branches
+                    .next()
+                    .transpose()?
+                    .unwrap_or_else(|| Query::select().to_owned());
+                for branch in branches {
+                    union.union(UnionType::Distinct, branch?);
                 }
+                Expr::col((Contacts::Table, Contacts::Id)).in_subquery(union)
             }
+            Tree::Any(c) => match c.first() {
+                None => Expr::val(false),
+                Some(only) => only.to_sql(ctx)?,
+            },
             Tree::Not(c) => c.to_sql(ctx)?.not(),
             Tree::Leaf(l) => l.condition.to_sql(ctx)?,
         })

@@ -465,19 +465,23 @@ pub async fn preview(
         let condition = tree
             .to_sql(&ctx)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
+        // The count and the sample are independent queries: run them on two
+        // connections at once.
         let count = state
             .store
-            .count_where(auth.0.workspace_id, condition.clone(), Some(timeout))
-            .await?;
-        let contacts = if limit == 0 {
-            Vec::new()
-        } else {
-            state
-                .store
-                .contacts_where(auth.0.workspace_id, condition, None, limit)
-                .await?
-                .items
+            .count_where(auth.0.workspace_id, condition.clone(), Some(timeout));
+        let sample = async {
+            if limit == 0 {
+                Ok(Vec::new())
+            } else {
+                state
+                    .store
+                    .contacts_where(auth.0.workspace_id, condition, None, limit)
+                    .await
+                    .map(|page| page.items)
+            }
         };
+        let (count, contacts) = tokio::try_join!(count, sample)?;
         Ok::<_, ApiError>(PreviewResult {
             count,
             contacts: contacts.into_iter().map(Contact::from).collect(),
