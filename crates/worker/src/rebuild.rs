@@ -42,8 +42,10 @@ impl Materializer {
     ) -> Result<RebuildReport, WorkerError> {
         // The watermark is read before the SQL: the build reflects every
         // change up to it (and maybe some after, which replay covers).
+        let started = std::time::Instant::now();
         let watermark = self.store.max_change_seq().await?;
         let catalog = self.catalog(ws).await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "rebuild: catalog loaded");
         if !catalog.segments.contains(segment) {
             self.forget_segment(ws, segment).await?;
             return Ok(RebuildReport {
@@ -94,6 +96,7 @@ impl Materializer {
             }
         }
         drop(ids);
+        tracing::debug!(elapsed = ?started.elapsed(), "rebuild: ids streamed");
         if !batch.is_empty() {
             flush(&mut pipe, &mut batch, first);
             pending += 1;
@@ -124,6 +127,7 @@ impl Materializer {
                 swapped: false,
             });
         }
+        tracing::debug!(elapsed = ?started.elapsed(), "rebuild: swapped");
         // Changes committed after the watermark may have been applied to the
         // set this build replaced: evaluate them again on the new one.
         self.replay_after(ws, watermark).await?;

@@ -56,10 +56,11 @@ if current > tonumber(ARGV[1]) then
   redis.call('DEL', KEYS[1])
   return -1
 end
+-- UNLINK frees the replaced set in the background: RENAME over it would
+-- free a large set inside this script, blocking every other client.
+redis.call('UNLINK', KEYS[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('RENAME', KEYS[1], KEYS[2])
-else
-  redis.call('DEL', KEYS[2])
 end
 redis.call('DEL', KEYS[4])
 local count = redis.call('SCARD', KEYS[2])
