@@ -152,6 +152,9 @@ async fn snapshots_events_and_a_contacts_segments(backend: Backend) {
         json!({"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}),
     )
     .await;
+    // Built first, so the contact enters by an incremental update (a full
+    // rebuild records one `rebuilt` event, not one per member).
+    converged(&app, Duration::from_secs(10)).await;
     let id = app.contact(json!({"tags": ["vip"]})).await["id"]
         .as_i64()
         .unwrap();

@@ -65,7 +65,10 @@ pub trait Condition: Send + Sync + fmt::Debug {
 /// A piece of contact data a condition may read.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DataRef {
+    /// Every tag of the contact (a condition on its whole tag set).
     Tags,
+    /// One tag, by its case-folded key.
+    Tag(String),
     Attribute(String),
     Channel,
     OptIn,
@@ -82,12 +85,30 @@ impl DataRef {
     pub fn change_key(&self) -> String {
         match self {
             DataRef::Tags => "tags".into(),
+            DataRef::Tag(key) => format!("tag:{key}"),
             DataRef::Attribute(key) => format!("attribute:{key}"),
             DataRef::Channel => "channel".into(),
             DataRef::OptIn => "opt_in".into(),
             DataRef::FirstContacted => "first_contacted".into(),
             DataRef::Field(field) => format!("field:{field}"),
             DataRef::Segment(id) => format!("segment:{id}"),
+        }
+    }
+}
+
+impl DataRef {
+    /// Whether a write recorded with `changed` keys can change this data.
+    /// A write that replaced a whole tag set is recorded as `tags` and
+    /// reaches every tag; one that added or removed named tags is recorded
+    /// as `tag:<key>` and reaches only those (and conditions on all tags).
+    pub fn touched_by(&self, changed: &std::collections::BTreeSet<&str>) -> bool {
+        if changed.contains(ALL_CHANGES) || changed.contains(self.change_key().as_str()) {
+            return true;
+        }
+        match self {
+            DataRef::Tag(_) => changed.contains("tags"),
+            DataRef::Tags => changed.iter().any(|c| c.starts_with("tag:")),
+            _ => false,
         }
     }
 }

@@ -42,14 +42,22 @@ pub fn touched(patch: &ContactPatch) -> Vec<String> {
         DataRef::OptIn,
     );
     field(patch.first_contacted_at.is_some(), DataRef::FirstContacted);
-    field(
-        patch.tags.is_some() || !patch.add_tags.is_empty() || !patch.remove_tags.is_empty(),
-        DataRef::Tags,
-    );
+    // A replaced tag set may have lost any tag; added or removed tags are named.
+    field(patch.tags.is_some(), DataRef::Tags);
+    for tag in patch.add_tags.iter().chain(&patch.remove_tags) {
+        keys.push(DataRef::Tag(tag.key()).change_key());
+    }
     for key in patch.attributes.keys() {
         keys.push(DataRef::Attribute(key.as_str().to_owned()).change_key());
     }
     keys
+}
+
+/// The change keys of adding or removing these tags.
+pub fn tags_touched(tags: &[segments_domain::TagName]) -> Vec<String> {
+    tags.iter()
+        .map(|t| DataRef::Tag(t.key()).change_key())
+        .collect()
 }
 
 /// The change keys of a static membership change.

@@ -98,6 +98,35 @@ impl Store {
         }
     }
 
+    /// A value that changes whenever the workspace's catalog does (a segment
+    /// created, edited or deleted; an attribute declared or deleted), for
+    /// caching catalogs: two aggregate queries instead of a full load.
+    pub async fn catalog_fingerprint(
+        &self,
+        workspace_id: WorkspaceId,
+    ) -> Result<String, StoreError> {
+        use crate::entities::{attribute_definition, segment};
+        let segments: Option<(i64, Option<i64>, Option<chrono::DateTime<chrono::Utc>>)> =
+            segment::Entity::find()
+                .select_only()
+                .expr(Expr::col(segment::Column::Id).count())
+                .expr(Expr::col(segment::Column::Id).max())
+                .expr(Expr::col(segment::Column::UpdatedAt).max())
+                .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
+                .into_tuple()
+                .one(&self.db)
+                .await?;
+        let attributes: Option<(i64, Option<i64>)> = attribute_definition::Entity::find()
+            .select_only()
+            .expr(Expr::col(attribute_definition::Column::Id).count())
+            .expr(Expr::col(attribute_definition::Column::Id).max())
+            .filter(attribute_definition::Column::WorkspaceId.eq(workspace_id.0))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(format!("{segments:?}/{attributes:?}"))
+    }
+
     /// Loads the workspace's attribute definitions and segments, parsing every
     /// dynamic segment's tree.
     pub async fn catalog(

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use segments_conditions::DataRef;
 use segments_domain::{ContactId, TagId, TagName, Timestamp, WorkspaceId};
 
 use crate::batch::MAX_IN_LIST;
@@ -221,7 +220,8 @@ impl Store {
         if !found.is_empty() {
             apply_tag_changes(&txn, workspace_id, &found, None, add, remove).await?;
             touch(&txn, &found, Timestamp::now()).await?;
-            changes::record(&txn, workspace_id, &found, &[DataRef::Tags.change_key()]).await?;
+            let touched: Vec<TagName> = add.iter().chain(remove).cloned().collect();
+            changes::record(&txn, workspace_id, &found, &changes::tags_touched(&touched)).await?;
         }
         txn.commit().await?;
         Ok(BulkTagOutcome {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use segments_conditions::{ALL_CHANGES, EvalContext, SegmentEvaluator, SegmentKind};
+use segments_conditions::{DataRef, EvalContext, SegmentEvaluator, SegmentKind};
 use segments_domain::{ContactId, SegmentId, Timestamp, WorkspaceId};
 use segments_store::Catalog;
 
@@ -15,17 +15,14 @@ const BATCH: usize = 1_000;
 /// The segments a change can affect, dependencies first: those that read a
 /// changed key, and every segment that refers to one of them.
 pub(crate) fn affected(catalog: &Catalog, changed: &[String]) -> Vec<SegmentId> {
-    let everything = changed.iter().any(|c| c == ALL_CHANGES);
     let changed: BTreeSet<&str> = changed.iter().map(String::as_str).collect();
     let mut direct = BTreeSet::new();
     for definition in catalog.segments.iter() {
-        let reads = match &definition.kind {
-            SegmentKind::Static => {
-                vec![segments_conditions::DataRef::Segment(definition.id).change_key()]
-            }
-            SegmentKind::Dynamic(tree) => tree.reads().iter().map(|r| r.change_key()).collect(),
+        let reads: Vec<DataRef> = match &definition.kind {
+            SegmentKind::Static => vec![DataRef::Segment(definition.id)],
+            SegmentKind::Dynamic(tree) => tree.reads().into_iter().collect(),
         };
-        if everything || reads.iter().any(|r| changed.contains(r.as_str())) {
+        if reads.iter().any(|r| r.touched_by(&changed)) {
             direct.insert(definition.id);
         }
     }

@@ -128,7 +128,11 @@ pub async fn apply(
         .retag_contacts(auth.0.workspace_id, &ids, &tags, &[])
         .await?;
     state
-        .contacts_changed(auth.0.workspace_id, &outcome.contacts, vec![tags_key()])
+        .contacts_changed(
+            auth.0.workspace_id,
+            &outcome.contacts,
+            segments_store::changes::tags_touched(&tags),
+        )
         .await;
     Ok(HttpResponse::Ok().json(BulkTagResult::from(outcome)))
 }
@@ -155,7 +159,11 @@ pub async fn unapply(
         .retag_contacts(auth.0.workspace_id, &ids, &[], &tags)
         .await?;
     state
-        .contacts_changed(auth.0.workspace_id, &outcome.contacts, vec![tags_key()])
+        .contacts_changed(
+            auth.0.workspace_id,
+            &outcome.contacts,
+            segments_store::changes::tags_touched(&tags),
+        )
         .await;
     Ok(HttpResponse::Ok().json(BulkTagResult::from(outcome)))
 }

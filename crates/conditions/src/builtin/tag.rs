@@ -144,6 +144,6 @@ impl Condition for Compiled {
     }
 
     fn reads(&self) -> Vec<DataRef> {
-        vec![DataRef::Tags]
+        self.keys.iter().map(|k| DataRef::Tag(k.clone())).collect()
     }
 }

@@ -1,0 +1,166 @@
+//! Incremental latency: with 1,000 dynamic segments defined and 500 contact
+//! writes per second through the API, the time from the API's 2xx to the
+//! Redis set showing the change.
+//!
+//! `cargo bench --workspace --bench incremental` (PostgreSQL on 127.0.0.1,
+//! Redis on 127.0.0.1:6379; `INCREMENTAL_SECONDS`, `INCREMENTAL_RATE` and
+//! `INCREMENTAL_BACKEND=sqlite` adjust it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use segments_domain::{ContactId, SegmentId};
+use segments_tests::{Backend, TestApp};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+const CONTACTS: usize = 5_000;
+const SEGMENTS: usize = 1_000;
+const PLANS: [&str; 3] = ["free", "pro", "team"];
+const CHANNELS: [&str; 3] = ["whatsapp", "sms", "email"];
+
+fn segment_tree(i: usize) -> Value {
+    match i % 4 {
+        0 => {
+            json!({"type": "tag", "params": {"op": "has_any", "tags": [format!("tag-{}", i % 50)]}})
+        }
+        1 => json!({"all": [
+            {"type": "attribute", "params": {"key": "score", "op": "ge", "value": i % 100}},
+            {"type": "opt_in", "params": {"opted_in": true}}
+        ]}),
+        2 => json!({"any": [
+            {"type": "channel", "params": {"op": "in", "channels": ["sms"]}},
+            {"type": "tag", "params": {"op": "has_all", "tags": [format!("tag-{}", i % 50), "customer"]}}
+        ]}),
+        _ => {
+            json!({"type": "attribute", "params": {"key": "plan", "op": "eq", "value": PLANS[i % 3]}})
+        }
+    }
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("INCREMENTAL_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let rate: u64 = std::env::var("INCREMENTAL_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let backend = match std::env::var("INCREMENTAL_BACKEND").as_deref() {
+        Ok("sqlite") => Backend::Sqlite,
+        _ => Backend::Postgres,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let app = Arc::new(TestApp::spawn_materialized(backend, "redis://127.0.0.1:6379", 1).await);
+        app.attribute("score", "number").await;
+        app.attribute("plan", "text").await;
+        let mut ids = Vec::with_capacity(CONTACTS);
+        for start in (0..CONTACTS).step_by(1_000) {
+            let contacts: Vec<Value> = (start..start + 1_000)
+                .map(|i| json!({
+                    "external_id": format!("c{i}"),
+                    "channel": CHANNELS[i % 3],
+                    "opted_in": i % 10 < 7,
+                    "tags": [format!("tag-{}", i % 50), "customer"],
+                    "attributes": {"score": i % 100, "plan": PLANS[i % 3]}
+                }))
+                .collect();
+            let r = app.post("/v1/contacts/bulk-upsert", json!({"contacts": contacts})).await.expect(200);
+            ids.extend(r["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()));
+        }
+        let probe = app
+            .post("/v1/segments", json!({"name": "probe", "kind": "dynamic", "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["probe"]}}}))
+            .await
+            .expect(201)["id"]
+            .as_i64()
+            .unwrap();
+        for i in 1..SEGMENTS {
+            app.post("/v1/segments", json!({"name": format!("s{i}"), "kind": "dynamic", "conditions": segment_tree(i)}))
+                .await
+                .expect(201);
+        }
+        // Wait until every segment is built.
+        let m = app.materialized.as_ref().unwrap().materializer.clone();
+        let ws = app.store.authenticate(&app.key).await.unwrap().unwrap().workspace_id;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let records = app.store.segment_records(ws).await.unwrap();
+            let mut built = 0;
+            for r in &records {
+                if m.status(ws, r.id).await.unwrap().is_some() {
+                    built += 1;
+                }
+            }
+            if built == records.len() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "segments not built: {built}/{}", records.len());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!("{} segments built over {CONTACTS} contacts; writing {rate}/s for {seconds} s", SEGMENTS);
+
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(Mutex::new(0u64));
+        let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+        let total = rate * seconds;
+        let mut tasks = Vec::with_capacity(total as usize);
+        for k in 0..total as usize {
+            ticker.tick().await;
+            let app = app.clone();
+            let m = m.clone();
+            let latencies = latencies.clone();
+            let failures = failures.clone();
+            // Each contact is written at most once per pass over them all, so
+            // no two writes to one contact are in flight together.
+            let contact = ids[k % ids.len()];
+            let add = (k / ids.len()) % 2 == 0;
+            tasks.push(tokio::spawn(async move {
+                let path = if add { format!("/v1/contacts/{contact}/tags") } else { format!("/v1/contacts/{contact}/tags/remove") };
+                let reply = app.post(&path, json!({"tags": ["probe"]})).await;
+                if !reply.status.is_success() {
+                    *failures.lock().await += 1;
+                    return;
+                }
+                let acknowledged = Instant::now();
+                let limit = acknowledged + Duration::from_secs(10);
+                loop {
+                    let members = m.segments_of(ws, ContactId(contact), &[SegmentId(probe)]).await.unwrap();
+                    if members.is_empty() != add {
+                        latencies.lock().await.push(acknowledged.elapsed());
+                        return;
+                    }
+                    if Instant::now() > limit {
+                        *failures.lock().await += 1;
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut l = latencies.lock().await.clone();
+        l.sort();
+        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1e3;
+        println!(
+            "{backend:?}: {} writes observed, {} failed; 2xx -> set: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.len(),
+            failures.lock().await,
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            pct(1.0)
+        );
+        match Arc::try_unwrap(app) {
+            Ok(app) => app.stop().await,
+            Err(_) => println!("app still referenced; not stopped"),
+        }
+    });
+}
