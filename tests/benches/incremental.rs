@@ -43,7 +43,7 @@ fn main() {
     let seconds: u64 = std::env::var("INCREMENTAL_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(10);
     let rate: u64 = std::env::var("INCREMENTAL_RATE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -80,14 +80,21 @@ fn main() {
             .expect(201)["id"]
             .as_i64()
             .unwrap();
+        // The other segments go straight to the store (creating a thousand
+        // through the API re-validates the growing catalog each time), then
+        // are built by the workers like any segment.
+        let ws = app.store.authenticate(&app.key).await.unwrap().unwrap().workspace_id;
+        let jobs = app.materialized.as_ref().unwrap().jobs.clone();
         for i in 1..SEGMENTS {
-            app.post("/v1/segments", json!({"name": format!("s{i}"), "kind": "dynamic", "conditions": segment_tree(i)}))
+            let record = app
+                .store
+                .create_segment(ws, &format!("s{i}"), &segments_store::SegmentRule::Dynamic(segment_tree(i)))
                 .await
-                .expect(201);
+                .unwrap();
+            jobs.rebuild(ws, record.id).await;
         }
         // Wait until every segment is built.
         let m = app.materialized.as_ref().unwrap().materializer.clone();
-        let ws = app.store.authenticate(&app.key).await.unwrap().unwrap().workspace_id;
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             let records = app.store.segment_records(ws).await.unwrap();
@@ -103,64 +110,102 @@ fn main() {
             assert!(Instant::now() < deadline, "segments not built: {built}/{}", records.len());
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        println!("{} segments built over {CONTACTS} contacts; writing {rate}/s for {seconds} s", SEGMENTS);
-
-        let latencies = Arc::new(Mutex::new(Vec::new()));
-        let failures = Arc::new(Mutex::new(0u64));
-        let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-        let total = rate * seconds;
-        let mut tasks = Vec::with_capacity(total as usize);
-        for k in 0..total as usize {
-            ticker.tick().await;
-            let app = app.clone();
-            let m = m.clone();
-            let latencies = latencies.clone();
-            let failures = failures.clone();
-            // Each contact is written at most once per pass over them all, so
-            // no two writes to one contact are in flight together.
-            let contact = ids[k % ids.len()];
-            let add = (k / ids.len()) % 2 == 0;
-            tasks.push(tokio::spawn(async move {
-                let path = if add { format!("/v1/contacts/{contact}/tags") } else { format!("/v1/contacts/{contact}/tags/remove") };
-                let reply = app.post(&path, json!({"tags": ["probe"]})).await;
-                if !reply.status.is_success() {
-                    *failures.lock().await += 1;
-                    return;
-                }
-                let acknowledged = Instant::now();
-                let limit = acknowledged + Duration::from_secs(10);
-                loop {
-                    let members = m.segments_of(ws, ContactId(contact), &[SegmentId(probe)]).await.unwrap();
-                    if members.is_empty() != add {
-                        latencies.lock().await.push(acknowledged.elapsed());
-                        return;
-                    }
-                    if Instant::now() > limit {
-                        *failures.lock().await += 1;
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }));
+        println!("{SEGMENTS} segments built over {CONTACTS} contacts");
+        let rates: Vec<u64> = std::env::var("INCREMENTAL_RATES")
+            .ok()
+            .map(|v| v.split(',').filter_map(|r| r.parse().ok()).collect())
+            .unwrap_or_else(|| vec![100, 200, rate]);
+        let mut add = true;
+        for rate in rates {
+            phase(&app, &m, ws, &ids, SegmentId(probe), rate, seconds, add).await;
+            add = !add;
+            // Let the queue drain before the next phase.
+            tokio::time::sleep(Duration::from_secs(5)).await;
         }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let mut l = latencies.lock().await.clone();
-        l.sort();
-        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1e3;
-        println!(
-            "{backend:?}: {} writes observed, {} failed; 2xx -> set: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            l.len(),
-            failures.lock().await,
-            pct(0.5),
-            pct(0.9),
-            pct(0.99),
-            pct(1.0)
-        );
         match Arc::try_unwrap(app) {
             Ok(app) => app.stop().await,
             Err(_) => println!("app still referenced; not stopped"),
         }
     });
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn phase(
+    app: &Arc<TestApp>,
+    m: &Arc<segments_worker::Materializer>,
+    ws: segments_domain::WorkspaceId,
+    ids: &[i64],
+    probe: SegmentId,
+    rate: u64,
+    seconds: u64,
+    add: bool,
+) {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(Mutex::new(0u64));
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let total = (rate * seconds) as usize;
+    let mut tasks = Vec::with_capacity(total);
+    for k in 0..total {
+        ticker.tick().await;
+        let app = app.clone();
+        let m = m.clone();
+        let latencies = latencies.clone();
+        let failures = failures.clone();
+        // Distinct contacts within a phase: no two writes to one contact are
+        // in flight together.
+        let contact = ids[k % ids.len()];
+        tasks.push(tokio::spawn(async move {
+            let path = if add {
+                format!("/v1/contacts/{contact}/tags")
+            } else {
+                format!("/v1/contacts/{contact}/tags/remove")
+            };
+            let reply = app.post(&path, json!({"tags": ["probe"]})).await;
+            if !reply.status.is_success() {
+                *failures.lock().await += 1;
+                return;
+            }
+            let acknowledged = Instant::now();
+            let limit = acknowledged + Duration::from_secs(30);
+            loop {
+                let members = m
+                    .segments_of(ws, ContactId(contact), &[probe])
+                    .await
+                    .unwrap();
+                if members.is_empty() != add {
+                    latencies.lock().await.push(acknowledged.elapsed());
+                    return;
+                }
+                if Instant::now() > limit {
+                    *failures.lock().await += 1;
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut l = latencies.lock().await.clone();
+    l.sort();
+    if l.is_empty() {
+        println!("{rate}/s: nothing observed");
+        return;
+    }
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1e3;
+    println!(
+        "{rate} writes/s for {seconds} s ({}): {} observed, {} failed; 2xx -> set: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        if add {
+            "adding the probe tag"
+        } else {
+            "removing it"
+        },
+        l.len(),
+        failures.lock().await,
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
 }

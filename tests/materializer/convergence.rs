@@ -124,7 +124,7 @@ async fn sets_converge_under_concurrent_writes_rebuilds_and_edits(backend: Backe
             let contacts = contacts.clone();
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(w);
-                for _ in 0..300 {
+                for _ in 0..500 {
                     let (method, path, body) = random_write(&mut rng, &contacts, statik);
                     let mut request = client
                         .request(method, format!("{base}{path}"))

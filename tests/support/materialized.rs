@@ -48,7 +48,8 @@ impl Materialized {
             &materializer.keys().queue(),
             Duration::from_secs(1),
             Duration::from_millis(500),
-        );
+        )
+        .coalescing();
         let (stop, rx) = watch::channel(false);
         let worker_settings = WorkerSettings {
             concurrency: 4,

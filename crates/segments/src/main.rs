@@ -205,7 +205,8 @@ async fn materialization(
         &materializer.keys().queue(),
         settings.worker().heartbeat,
         Duration::from_millis(500),
-    );
+    )
+    .coalescing();
     Ok(Some((Arc::new(materializer), jobs)))
 }
 

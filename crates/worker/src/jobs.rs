@@ -22,7 +22,9 @@ use redis::aio::ConnectionManager;
 use redis::aio::MultiplexedConnection;
 use segments_domain::{ContactId, SegmentId, WorkspaceId};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::sync::{mpsc, watch};
 
 use crate::{Materializer, WorkerError};
 
@@ -49,6 +51,8 @@ pub enum Job {
 /// Pushes jobs. Cheap to clone.
 #[derive(Clone)]
 pub struct JobQueue {
+    /// When set, change notices go through a coalescer (see `coalescing`).
+    notices: Option<mpsc::UnboundedSender<Notice>>,
     storage: RedisStorage<Job>,
     conn: ConnectionManager,
     /// The pub/sub channel idle workers listen on.
@@ -82,6 +86,7 @@ impl JobQueue {
         timeout: Duration,
     ) -> Self {
         Self {
+            notices: None,
             storage: RedisStorage::new(conn.clone()).with_config(queue_config(queue, heartbeat)),
             conn,
             wake_channel: format!("tasks:{queue}:active:available"),
@@ -124,6 +129,20 @@ impl JobQueue {
         }
     }
 
+    /// Routes change notices through a background task that merges those
+    /// arriving together into one job per workspace. Under load, a worker
+    /// then loads many contacts with one set of queries instead of a set
+    /// per write; when idle, each notice leaves alone, at once.
+    ///
+    /// A notice accepted here and lost with the process before it was
+    /// pushed is still in the change log: the reconciler sweeps it.
+    pub fn coalescing(mut self) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(coalesce(self.clone(), rx));
+        self.notices = Some(tx);
+        self
+    }
+
     pub async fn contacts_changed(
         &self,
         ws: WorkspaceId,
@@ -133,10 +152,22 @@ impl JobQueue {
         if contacts.is_empty() {
             return;
         }
-        self.push_or_log(Job::ContactsChanged {
-            workspace_id: ws.0,
-            contact_ids: contacts.iter().map(|c| c.0).collect(),
+        let notice = Notice {
+            workspace: ws,
+            contacts: contacts.to_vec(),
             changed,
+        };
+        let notice = match &self.notices {
+            Some(tx) => match tx.send(notice) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(notice)) => notice,
+            },
+            None => notice,
+        };
+        self.push_or_log(Job::ContactsChanged {
+            workspace_id: notice.workspace.0,
+            contact_ids: notice.contacts.iter().map(|c| c.0).collect(),
+            changed: notice.changed,
         })
         .await;
     }
@@ -147,6 +178,48 @@ impl JobQueue {
             segment_id: segment.0,
         })
         .await;
+    }
+}
+
+/// A write's announcement, before it becomes a job.
+#[derive(Debug)]
+struct Notice {
+    workspace: WorkspaceId,
+    contacts: Vec<ContactId>,
+    changed: Vec<String>,
+}
+
+/// Most contacts merged into one job.
+const MAX_COALESCED: usize = 1_000;
+
+async fn coalesce(queue: JobQueue, mut rx: mpsc::UnboundedReceiver<Notice>) {
+    while let Some(first) = rx.recv().await {
+        let mut merged: BTreeMap<WorkspaceId, (Vec<ContactId>, BTreeSet<String>)> = BTreeMap::new();
+        let mut count = 0;
+        let mut next = Some(first);
+        while let Some(notice) = next {
+            count += notice.contacts.len();
+            let entry = merged.entry(notice.workspace).or_default();
+            entry.0.extend(notice.contacts);
+            entry.1.extend(notice.changed);
+            // Take what has already arrived; never wait for more.
+            next = if count < MAX_COALESCED {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        for (ws, (mut contacts, changed)) in merged {
+            contacts.sort_unstable();
+            contacts.dedup();
+            queue
+                .push_or_log(Job::ContactsChanged {
+                    workspace_id: ws.0,
+                    contact_ids: contacts.into_iter().map(|c| c.0).collect(),
+                    changed: changed.into_iter().collect(),
+                })
+                .await;
+        }
     }
 }
 
