@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use segments_domain::{ContactId, SegmentId};
+use segments_domain::SegmentId;
 use segments_tests::{Backend, TestApp};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -129,6 +129,73 @@ fn main() {
     });
 }
 
+/// Watches the workspace's event stream (written in the same script as the
+/// set itself) and records when each contact entered or left `probe`: one
+/// reader, so observing does not load Redis the way polling every set would.
+async fn watch_events(
+    m: Arc<segments_worker::Materializer>,
+    ws: segments_domain::WorkspaceId,
+    probe: SegmentId,
+    seen: Arc<Mutex<std::collections::HashMap<i64, Instant>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut conn = m.redis();
+    let key = m.keys().events(ws);
+    let mut last = "$".to_owned();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let reply: redis::Value = redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(200)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(&last)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let now = Instant::now();
+        let redis::Value::Array(streams) = reply else {
+            continue;
+        };
+        for stream in streams {
+            let redis::Value::Array(parts) = stream else {
+                continue;
+            };
+            let Some(redis::Value::Array(entries)) = parts.get(1) else {
+                continue;
+            };
+            for entry in entries {
+                let redis::Value::Array(entry) = entry else {
+                    continue;
+                };
+                if let Some(redis::Value::BulkString(id)) = entry.first() {
+                    last = String::from_utf8_lossy(id).into_owned();
+                }
+                let Some(redis::Value::Array(fields)) = entry.get(1) else {
+                    continue;
+                };
+                let text: Vec<String> = fields
+                    .iter()
+                    .map(|f| match f {
+                        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                        _ => String::new(),
+                    })
+                    .collect();
+                let field = |name: &str| {
+                    text.iter()
+                        .position(|f| f == name)
+                        .and_then(|i| text.get(i + 1))
+                        .cloned()
+                };
+                if field("segment") == Some(probe.0.to_string())
+                    && let Some(contact) = field("contact").and_then(|c| c.parse().ok())
+                {
+                    seen.lock().await.insert(contact, now);
+                }
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn phase(
     app: &Arc<TestApp>,
@@ -140,7 +207,17 @@ async fn phase(
     seconds: u64,
     add: bool,
 ) {
-    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = tokio::spawn(watch_events(
+        m.clone(),
+        ws,
+        probe,
+        seen.clone(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acknowledged = Arc::new(Mutex::new(std::collections::HashMap::new()));
     let failures = Arc::new(Mutex::new(0u64));
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     let total = (rate * seconds) as usize;
@@ -148,11 +225,9 @@ async fn phase(
     for k in 0..total {
         ticker.tick().await;
         let app = app.clone();
-        let m = m.clone();
-        let latencies = latencies.clone();
+        let acknowledged = acknowledged.clone();
         let failures = failures.clone();
-        // Distinct contacts within a phase: no two writes to one contact are
-        // in flight together.
+        // Distinct contacts within a phase: each enters (or leaves) once.
         let contact = ids[k % ids.len()];
         tasks.push(tokio::spawn(async move {
             let path = if add {
@@ -161,33 +236,29 @@ async fn phase(
                 format!("/v1/contacts/{contact}/tags/remove")
             };
             let reply = app.post(&path, json!({"tags": ["probe"]})).await;
-            if !reply.status.is_success() {
+            if reply.status.is_success() {
+                acknowledged.lock().await.insert(contact, Instant::now());
+            } else {
                 *failures.lock().await += 1;
-                return;
-            }
-            let acknowledged = Instant::now();
-            let limit = acknowledged + Duration::from_secs(30);
-            loop {
-                let members = m
-                    .segments_of(ws, ContactId(contact), &[probe])
-                    .await
-                    .unwrap();
-                if members.is_empty() != add {
-                    latencies.lock().await.push(acknowledged.elapsed());
-                    return;
-                }
-                if Instant::now() > limit {
-                    *failures.lock().await += 1;
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let mut l = latencies.lock().await.clone();
+    // Wait for the stragglers (at most 60 s), then stop watching.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().await.len() < acknowledged.lock().await.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    watcher.await.unwrap();
+    let seen = seen.lock().await;
+    let acknowledged = acknowledged.lock().await;
+    let mut l: Vec<Duration> = acknowledged
+        .iter()
+        .filter_map(|(c, ack)| seen.get(c).map(|at| at.saturating_duration_since(*ack)))
+        .collect();
     l.sort();
     if l.is_empty() {
         println!("{rate}/s: nothing observed");
@@ -195,12 +266,13 @@ async fn phase(
     }
     let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1e3;
     println!(
-        "{rate} writes/s for {seconds} s ({}): {} observed, {} failed; 2xx -> set: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "{rate} writes/s for {seconds} s ({}): {} acknowledged, {} seen in the set, {} failed; 2xx -> set: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         if add {
             "adding the probe tag"
         } else {
             "removing it"
         },
+        acknowledged.len(),
         l.len(),
         failures.lock().await,
         pct(0.5),
