@@ -85,7 +85,8 @@ fn main() {
         // are built by the workers like any segment.
         let ws = app.store.authenticate(&app.key).await.unwrap().unwrap().workspace_id;
         let jobs = app.materialized.as_ref().unwrap().jobs.clone();
-        for i in 1..SEGMENTS {
+        let segments: usize = std::env::var("INCREMENTAL_SEGMENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(SEGMENTS);
+        for i in 1..segments {
             let record = app
                 .store
                 .create_segment(ws, &format!("s{i}"), &segments_store::SegmentRule::Dynamic(segment_tree(i)))
@@ -110,7 +111,7 @@ fn main() {
             assert!(Instant::now() < deadline, "segments not built: {built}/{}", records.len());
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        println!("{SEGMENTS} segments built over {CONTACTS} contacts");
+        println!("{segments} segments built over {CONTACTS} contacts");
         let rates: Vec<u64> = std::env::var("INCREMENTAL_RATES")
             .ok()
             .map(|v| v.split(',').filter_map(|r| r.parse().ok()).collect())
@@ -139,53 +140,25 @@ async fn watch_events(
     seen: Arc<Mutex<std::collections::HashMap<i64, Instant>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let mut conn = m.redis();
+    use redis::AsyncCommands;
+    use redis::streams::{StreamReadOptions, StreamReadReply};
+    // A connection of its own: a blocking read must not hold up the
+    // materializer's multiplexed connection.
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let key = m.keys().events(ws);
     let mut last = "$".to_owned();
+    let options = StreamReadOptions::default().block(200).count(10_000);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let reply: redis::Value = redis::cmd("XREAD")
-            .arg("BLOCK")
-            .arg(200)
-            .arg("STREAMS")
-            .arg(&key)
-            .arg(&last)
-            .query_async(&mut conn)
+        let reply: Option<StreamReadReply> = conn
+            .xread_options(&[&key], &[&last], &options)
             .await
             .unwrap();
         let now = Instant::now();
-        let redis::Value::Array(streams) = reply else {
-            continue;
-        };
-        for stream in streams {
-            let redis::Value::Array(parts) = stream else {
-                continue;
-            };
-            let Some(redis::Value::Array(entries)) = parts.get(1) else {
-                continue;
-            };
-            for entry in entries {
-                let redis::Value::Array(entry) = entry else {
-                    continue;
-                };
-                if let Some(redis::Value::BulkString(id)) = entry.first() {
-                    last = String::from_utf8_lossy(id).into_owned();
-                }
-                let Some(redis::Value::Array(fields)) = entry.get(1) else {
-                    continue;
-                };
-                let text: Vec<String> = fields
-                    .iter()
-                    .map(|f| match f {
-                        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                        _ => String::new(),
-                    })
-                    .collect();
-                let field = |name: &str| {
-                    text.iter()
-                        .position(|f| f == name)
-                        .and_then(|i| text.get(i + 1))
-                        .cloned()
-                };
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in stream.ids {
+                last.clone_from(&entry.id);
+                let field = |name: &str| entry.get::<String>(name);
                 if field("segment") == Some(probe.0.to_string())
                     && let Some(contact) = field("contact").and_then(|c| c.parse().ok())
                 {
