@@ -123,7 +123,12 @@ impl Store {
         let mut fields = ContactFields::default();
         fields.apply(patch, now)?;
         let txn = self.begin_write().await?;
-        let defs = definitions(&txn, workspace_id).await?;
+        // Most writes (tags, opt-in, channel) name no attribute: skip the read.
+        let defs = if patch.attributes.is_empty() {
+            HashMap::new()
+        } else {
+            definitions(&txn, workspace_id).await?
+        };
         let attributes = resolve_attributes(&patch.attributes, |k| defs.get(k.as_str()).copied())?;
         let mut insert = Query::insert();
         insert
@@ -238,7 +243,12 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or_else(|| StoreError::not_found("contact", id))?;
-        let defs = definitions(&txn, workspace_id).await?;
+        // Most writes (tags, opt-in, channel) name no attribute: skip the read.
+        let defs = if patch.attributes.is_empty() {
+            HashMap::new()
+        } else {
+            definitions(&txn, workspace_id).await?
+        };
         let attributes = resolve_attributes(&patch.attributes, |k| defs.get(k.as_str()).copied())?;
         let mut fields = fields_of(&model);
         fields.apply(patch, now)?;
