@@ -3,9 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect};
 use segments_domain::contact::{ContactFields, resolve_attributes};
 use segments_domain::{
     Contact, ContactId, ContactPatch, FieldError, Timestamp, Violations, WorkspaceId,
@@ -204,24 +202,8 @@ impl Store {
         after: Option<ContactId>,
         limit: u64,
     ) -> Result<ContactPage, StoreError> {
-        let mut query = contact::Entity::find()
-            .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
-            .order_by_asc(contact::Column::Id)
-            .limit(limit + 1);
-        if let Some(after) = after {
-            query = query.filter(contact::Column::Id.gt(after.0));
-        }
-        let mut models = query.all(&self.db).await?;
-        let next_after = if models.len() as u64 > limit {
-            models.truncate(limit as usize);
-            models.last().map(|m| ContactId(m.id))
-        } else {
-            None
-        };
-        Ok(ContactPage {
-            items: load_contacts(&self.db, models).await?,
-            next_after,
-        })
+        self.contacts_where(workspace_id, Expr::val(true), after, limit)
+            .await
     }
 
     pub async fn update_contact(
