@@ -7,7 +7,6 @@
 mod world;
 
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use segments_conditions::{EvalContext, Limits, Registry, Tree};
@@ -24,9 +23,8 @@ struct Fixture {
     registry: Registry,
 }
 
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
+impl Fixture {
+    fn new() -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -41,20 +39,18 @@ fn fixture() -> &'static Fixture {
             }
             out
         });
-        Fixture {
+        let mut builder = segments_conditions::RegistryBuilder::new();
+        segments_conditions::builtin::register_all(&mut builder);
+        // The example third-party plugin takes part like a built-in.
+        builder
+            .register(segments_plugin_email_domain::EmailDomainCondition)
+            .unwrap();
+        Self {
             runtime,
             databases,
-            registry: {
-                // The example third-party plugin takes part like a built-in.
-                let mut builder = segments_conditions::RegistryBuilder::new();
-                segments_conditions::builtin::register_all(&mut builder);
-                builder
-                    .register(segments_plugin_email_domain::EmailDomainCondition)
-                    .unwrap();
-                builder.build()
-            },
+            registry: builder.build(),
         }
-    })
+    }
 }
 
 /// What one database (and memory, over that database's snapshots) selects
@@ -120,24 +116,33 @@ async fn evaluate(
     out
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("DIFFERENTIAL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+/// One fixture for every case (its databases are dropped when the test
+/// ends), driven by proptest's runner rather than the `proptest!` macro so
+/// that it owns the fixture.
+#[test]
+fn sqlite_postgres_and_memory_select_the_same_contacts() {
+    let f = Fixture::new();
+    let config = ProptestConfig {
+        cases: std::env::var("DIFFERENTIAL_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(48),
         max_shrink_iters: 200,
         ..ProptestConfig::default()
-    })]
-
-    #[test]
-    fn sqlite_postgres_and_memory_select_the_same_contacts(
-        world in world_strategy(),
-        trees in proptest::collection::vec(tree_strategy(), 60),
-    ) {
-        let f = fixture();
+    };
+    let strategy = (
+        world_strategy(),
+        proptest::collection::vec(tree_strategy(), 60),
+    );
+    let result = proptest::test_runner::TestRunner::new(config).run(&strategy, |(world, trees)| {
         let now = world::now();
         let results: Vec<_> = f.runtime.block_on(async {
             let mut results = Vec::new();
             for (backend, store, _) in &f.databases {
-                results.push((*backend, evaluate(store, &f.registry, &world, &trees, now).await));
+                results.push((
+                    *backend,
+                    evaluate(store, &f.registry, &world, &trees, now).await,
+                ));
             }
             results
         });
@@ -146,9 +151,28 @@ proptest! {
         for (i, tree) in trees.iter().enumerate() {
             let (sqlite_sql, sqlite_memory) = &sqlite[i];
             let (postgres_sql, postgres_memory) = &postgres[i];
-            prop_assert_eq!(sqlite_sql, sqlite_memory, "SQLite SQL vs memory for {}", tree);
-            prop_assert_eq!(postgres_sql, postgres_memory, "PostgreSQL SQL vs memory for {}", tree);
-            prop_assert_eq!(sqlite_sql, postgres_sql, "SQLite vs PostgreSQL for {}", tree);
+            prop_assert_eq!(
+                sqlite_sql,
+                sqlite_memory,
+                "SQLite SQL vs memory for {}",
+                tree
+            );
+            prop_assert_eq!(
+                postgres_sql,
+                postgres_memory,
+                "PostgreSQL SQL vs memory for {}",
+                tree
+            );
+            prop_assert_eq!(
+                sqlite_sql,
+                postgres_sql,
+                "SQLite vs PostgreSQL for {}",
+                tree
+            );
         }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
