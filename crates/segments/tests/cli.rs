@@ -26,14 +26,29 @@ impl Scratch {
                 "SEGMENTS__DATABASE__URL",
                 format!("sqlite://{}/data/s.db", self.0.display()),
             )
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            // A Redis key prefix of this test's own, removed afterwards.
+            .env("SEGMENTS__REDIS__PREFIX", self.redis_prefix());
         c
+    }
+
+    fn redis_prefix(&self) -> String {
+        format!("segtest-cli-{}", std::process::id())
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        let pattern = format!("{}*", self.redis_prefix());
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "redis-cli --scan --pattern '{pattern}' | xargs -r redis-cli DEL > /dev/null; \
+                 redis-cli ZREM core:apalis:queues:list '{}_jobs:workers' > /dev/null",
+                self.redis_prefix()
+            ))
+            .status();
     }
 }
 

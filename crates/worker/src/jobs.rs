@@ -70,7 +70,7 @@ impl std::fmt::Debug for JobQueue {
 fn queue_config(queue: &str, heartbeat: Duration) -> Config {
     Config::default()
         .queue(queue)
-        .persist_results(false)
+        .persist_results(true)
         .heartbeat_interval(heartbeat)
         .missed_heartbeats(3)
         .batch_size(16)
@@ -262,10 +262,26 @@ async fn tick(
     materializer: Data<Arc<Materializer>>,
     hold: Data<Duration>,
 ) -> Result<(), BoxDynError> {
-    if materializer.reconcile_exclusively(*hold).await?.is_none() {
-        tracing::debug!("another worker is reconciling");
+    match materializer.reconcile_exclusively(*hold).await? {
+        None => tracing::debug!("another worker is reconciling"),
+        Some(_) => vacuum(&materializer).await,
     }
     Ok(())
+}
+
+/// apalis-redis keeps every finished job's data, metadata and id; without
+/// this they would pile up in Redis for ever. Runs under the reconcile lock.
+async fn vacuum(materializer: &Materializer) {
+    use apalis_core::backend::Vacuum;
+    let config = queue_config(&materializer.keys.queue(), Duration::from_secs(5));
+    let done = config.done_jobs_set();
+    let mut storage = RedisStorage::<Job>::new(materializer.redis()).with_config(config);
+    match storage.vacuum().await {
+        Ok(n) => tracing::debug!(jobs = n, "vacuumed finished jobs"),
+        Err(e) => tracing::warn!(error = %e, "vacuuming finished jobs failed"),
+    }
+    let mut conn = materializer.redis();
+    let _: Result<i64, _> = redis::cmd("DEL").arg(done).query_async(&mut conn).await;
 }
 
 /// How a worker process runs.
