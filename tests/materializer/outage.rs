@@ -21,7 +21,7 @@ async fn no_change_is_lost_while_redis_is_down(backend: Backend) {
     let first = app.contact(json!({"tags": ["vip"]})).await["id"]
         .as_i64()
         .unwrap();
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
 
     redis.halt();
     // Writes are accepted while Redis is down: the database is the source of truth.
@@ -55,7 +55,7 @@ async fn no_change_is_lost_while_redis_is_down(backend: Backend) {
         report.repaired_members, 0,
         "the sweep, not drift repair, must have applied them: {report:?}"
     );
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
     assert_eq!(app.get("/readyz").await.expect(200)["status"], "ok");
     app.stop().await;
     drop(redis);

@@ -54,7 +54,7 @@ async fn sets_follow_every_kind_of_write(backend: Backend) {
         .expect(201)["id"]
         .as_i64()
         .unwrap();
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
 
     let a = app
         .contact(json!({"name": "a", "tags": ["vip"], "attributes": {"plan": "gold"}}))
@@ -76,7 +76,7 @@ async fn sets_follow_every_kind_of_write(backend: Backend) {
     )
     .await
     .expect(200);
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
     let m = &app.materialized.as_ref().unwrap().materializer;
     let ws = workspace(&app).await;
     assert_eq!(
@@ -106,7 +106,7 @@ async fn sets_follow_every_kind_of_write(backend: Backend) {
     .await
     .expect(200);
     app.delete(&format!("/v1/contacts/{b}")).await.expect(204);
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
     // Replacing conditions rebuilds the segment and those that refer to it.
     app.patch(
         &format!("/v1/segments/{vip}"),
@@ -114,12 +114,12 @@ async fn sets_follow_every_kind_of_write(backend: Backend) {
     )
     .await
     .expect(200);
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
     // Renaming a tag rebuilds the segments that read tags.
     let tags = app.get("/v1/tags").await.expect(200);
     let tag = tags["items"][0]["id"].as_i64().unwrap();
     app.delete(&format!("/v1/tags/{tag}")).await.expect(204);
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
 
     // Counts and member lists now come from the sets.
     let seg = app.get(&format!("/v1/segments/{gold}")).await.expect(200);
@@ -154,11 +154,11 @@ async fn snapshots_events_and_a_contacts_segments(backend: Backend) {
     .await;
     // Built first, so the contact enters by an incremental update (a full
     // rebuild records one `rebuilt` event, not one per member).
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
     let id = app.contact(json!({"tags": ["vip"]})).await["id"]
         .as_i64()
         .unwrap();
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
 
     let snapshot = app
         .post(
@@ -175,7 +175,7 @@ async fn snapshots_events_and_a_contacts_segments(backend: Backend) {
     )
     .await
     .expect(200);
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
     let m = &app.materialized.as_ref().unwrap().materializer;
     let mut conn = m.redis();
     let frozen: Vec<i64> =
@@ -206,7 +206,7 @@ async fn snapshots_events_and_a_contacts_segments(backend: Backend) {
     app.post(&format!("/v1/contacts/{id}/tags"), json!({"tags": ["vip"]}))
         .await
         .expect(200);
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
     let mine = app
         .get(&format!("/v1/contacts/{id}/segments"))
         .await
@@ -215,7 +215,7 @@ async fn snapshots_events_and_a_contacts_segments(backend: Backend) {
     app.call(Method::POST, &format!("/v1/segments/{vip}/rebuild"), None)
         .await
         .expect(202);
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
     app.stop().await;
 }
 
@@ -233,7 +233,7 @@ async fn a_stale_evaluation_never_overwrites_a_newer_one(backend: Backend) {
             .as_i64()
             .unwrap(),
     );
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
     let ws = workspace(&app).await;
     let stale_version = app.store.contact_versions(&[id]).await.unwrap()[&id];
     app.post(
@@ -242,7 +242,7 @@ async fn a_stale_evaluation_never_overwrites_a_newer_one(backend: Backend) {
     )
     .await
     .expect(200);
-    converged(&app, Duration::from_secs(10)).await;
+    converged(&app, Duration::from_secs(30)).await;
     let m = &app.materialized.as_ref().unwrap().materializer;
     // A delayed job that evaluated the contact before its last write arrives now.
     m.apply_evaluation(ws, id, stale_version, &[(vip, true)], "stale")
@@ -257,7 +257,7 @@ async fn a_stale_evaluation_never_overwrites_a_newer_one(backend: Backend) {
     m.apply_evaluation(ws, id, current, &[(vip, false)], "duplicate")
         .await
         .unwrap();
-    converged(&app, Duration::from_secs(5)).await;
+    converged(&app, Duration::from_secs(30)).await;
     app.stop().await;
 }
 
