@@ -261,7 +261,50 @@ async fn a_stale_evaluation_never_overwrites_a_newer_one(backend: Backend) {
     app.stop().await;
 }
 
+async fn finished_jobs_are_vacuumed(backend: Backend) {
+    let app = TestApp::spawn_materialized(backend, REDIS, 1).await;
+    dynamic(
+        &app,
+        json!({"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}),
+    )
+    .await;
+    for _ in 0..5 {
+        app.contact(json!({"tags": ["vip"]})).await;
+    }
+    converged(&app, Duration::from_secs(30)).await;
+    let m = &app.materialized.as_ref().unwrap().materializer;
+    let queue = m.keys().queue();
+    let mut conn = m.redis();
+    let leftovers = |conn: &mut redis::aio::ConnectionManager| {
+        let pattern = format!("{queue}:meta:*");
+        let mut conn = conn.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            keys.len()
+        }
+    };
+    // Every job is done once the sets have converged, give or take its acknowledgement.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        m.vacuum_jobs().await.unwrap();
+        if leftovers(&mut conn).await == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "finished jobs were not vacuumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    finished_jobs_are_vacuumed,
     sets_follow_every_kind_of_write,
     snapshots_events_and_a_contacts_segments,
     a_stale_evaluation_never_overwrites_a_newer_one,

@@ -269,19 +269,29 @@ async fn tick(
     Ok(())
 }
 
-/// apalis-redis keeps every finished job's data, metadata and id; without
-/// this they would pile up in Redis for ever. Runs under the reconcile lock.
 async fn vacuum(materializer: &Materializer) {
-    use apalis_core::backend::Vacuum;
-    let config = queue_config(&materializer.keys.queue(), Duration::from_secs(5));
-    let done = config.done_jobs_set();
-    let mut storage = RedisStorage::<Job>::new(materializer.redis()).with_config(config);
-    match storage.vacuum().await {
+    match materializer.vacuum_jobs().await {
         Ok(n) => tracing::debug!(jobs = n, "vacuumed finished jobs"),
         Err(e) => tracing::warn!(error = %e, "vacuuming finished jobs failed"),
     }
-    let mut conn = materializer.redis();
-    let _: Result<i64, _> = redis::cmd("DEL").arg(done).query_async(&mut conn).await;
+}
+
+impl Materializer {
+    /// Deletes finished jobs' data, metadata and ids: apalis-redis keeps them
+    /// for ever otherwise. The reconcile tick runs it under its lock.
+    pub async fn vacuum_jobs(&self) -> Result<usize, WorkerError> {
+        use apalis_core::backend::Vacuum;
+        let config = queue_config(&self.keys.queue(), Duration::from_secs(5));
+        let done = config.done_jobs_set();
+        let mut storage = RedisStorage::<Job>::new(self.redis()).with_config(config);
+        let vacuumed = storage
+            .vacuum()
+            .await
+            .map_err(|e| WorkerError::Enqueue(e.to_string()))?;
+        let mut conn = self.redis();
+        let _: i64 = redis::cmd("DEL").arg(done).query_async(&mut conn).await?;
+        Ok(vacuumed)
+    }
 }
 
 /// How a worker process runs.
