@@ -93,7 +93,31 @@ async fn definitions_are_listed_deduplicated_and_deleted_with_their_values(backe
     app.stop().await;
 }
 
+async fn attributes_read_by_segments_cannot_be_deleted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.attribute("plan", "text").await;
+    let tree = json!({"not": {"type": "attribute", "params": {"key": "plan", "op": "eq", "value": "free"}}});
+    let seg = app
+        .post(
+            "/v1/segments",
+            json!({"name": "paying", "kind": "dynamic", "conditions": tree}),
+        )
+        .await
+        .expect(201);
+    let problem = app.delete("/v1/attributes/plan").await.problem(409);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("paying"),
+        "{problem}"
+    );
+    app.delete(&format!("/v1/segments/{}", seg["id"]))
+        .await
+        .expect(204);
+    app.delete("/v1/attributes/plan").await.expect(204);
+    app.stop().await;
+}
+
 on_both_backends!(
+    attributes_read_by_segments_cannot_be_deleted,
     values_must_fit_the_declared_type,
     undeclared_attributes_are_refused_by_name,
     definitions_are_listed_deduplicated_and_deleted_with_their_values,

@@ -1,4 +1,5 @@
 use actix_web::{HttpResponse, delete, get, post, web};
+use segments_conditions::{DataRef, SegmentKind};
 use segments_domain::{AttributeKey, Violations};
 
 use crate::AppState;
@@ -47,11 +48,15 @@ pub async fn create(
     Ok(HttpResponse::Created().json(Attribute::from(definition)))
 }
 
-/// Delete an attribute definition and every contact's value of it.
+/// Delete an attribute definition and every contact's value of it. Refused
+/// while a segment's conditions read the attribute.
 #[utoipa::path(
     tag = "attributes",
     params(("key" = String, Path, description = "Attribute key")),
-    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses(
+        (status = 204), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "Segments read the attribute")
+    ),
     security(("api_key" = []))
 )]
 #[delete("/v1/attributes/{key}")]
@@ -60,6 +65,27 @@ pub async fn remove(
     state: web::Data<AppState>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    // Deleting it would leave those segments matching nobody.
+    let catalog = crate::routes::segments::catalog(&state, &auth).await?;
+    let read = DataRef::Attribute(key.to_string());
+    let users: Vec<String> = catalog
+        .segments
+        .iter()
+        .filter(|d| matches!(&d.kind, SegmentKind::Dynamic(tree) if tree.reads().contains(&read)))
+        .map(|d| format!("{} ({})", d.id, d.name))
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::Conflict {
+            code: "attribute_in_use",
+            message: format!(
+                "attribute `{}` is read by segment(s) {}; change their conditions first",
+                key.as_str(),
+                users.join(", ")
+            ),
+            pointer: None,
+            candidates: Vec::new(),
+        });
+    }
     state
         .store
         .delete_attribute(auth.0.workspace_id, &key)
