@@ -100,7 +100,7 @@ fn main() {
                 times[RUNS - 1].as_secs_f64() * 1e3
             );
             if std::env::var_os("BENCH_EXPLAIN").is_some() && store.backend() == DbBackend::Postgres {
-                let catalog = store.catalog(principal.workspace_id, &Registry::builtin(), Limits::default()).await.unwrap();
+                let catalog = store.catalog(principal.workspace_id, &Registry::builtin()).await.unwrap();
                 let parsed = catalog.parse(&tree, &Registry::builtin(), Limits::default(), None).unwrap();
                 let condition = parsed.to_sql(&catalog.sql_context(store.sql_backend(), Timestamp::now())).unwrap();
                 let select = sea_orm::sea_query::Query::select()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Duration as Days, TimeZone, Utc};
 use sea_orm::sea_query::{ExprTrait, PostgresQueryBuilder, Query};
-use segments_conditions::{Limits, Registry, SegmentSql};
+use segments_conditions::{Registry, SegmentSql};
 use segments_domain::{SegmentId, Timestamp, WorkspaceId};
 use segments_store::{DatabaseSettings, SegmentRule, Store};
 use segments_worker::{Materializer, MaterializerSettings};
@@ -147,10 +147,7 @@ fn main() {
                 .create_segment(ws, &format!("bench {label}"), &SegmentRule::Dynamic(tree))
                 .await
                 .unwrap();
-            let catalog = store
-                .catalog(ws, &Registry::builtin(), Limits::default())
-                .await
-                .unwrap();
+            let catalog = store.catalog(ws, &Registry::builtin()).await.unwrap();
             let ctx = catalog.sql_context(store.sql_backend(), Timestamp::now());
             let condition = catalog.segments.membership_sql(record.id, &ctx).unwrap();
             let sql = Query::select()

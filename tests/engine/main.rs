@@ -69,10 +69,7 @@ async fn evaluate(
     let principal = store.authenticate(&key.secret).await.unwrap().unwrap();
     let ws = principal.workspace_id;
     let installed = world.install(store, ws, registry).await;
-    let catalog = store
-        .catalog(ws, registry, Limits::default())
-        .await
-        .unwrap();
+    let catalog = store.catalog(ws, registry).await.unwrap();
     assert!(catalog.broken.is_empty(), "{:?}", catalog.broken);
     let ids: Vec<_> = installed.external_ids.keys().copied().collect();
     let snapshots = store.snapshots(ws, &ids).await.unwrap();

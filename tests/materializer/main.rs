@@ -9,7 +9,7 @@ mod sets;
 
 use std::time::{Duration, Instant};
 
-use segments_conditions::{Limits, Registry, SegmentSql};
+use segments_conditions::{Registry, SegmentSql};
 use segments_domain::{ContactId, SegmentId, Timestamp};
 use segments_tests::TestApp;
 
@@ -26,11 +26,7 @@ pub async fn differences(app: &TestApp) -> Vec<(SegmentId, Vec<ContactId>, Vec<C
         .unwrap()
         .unwrap()
         .workspace_id;
-    let catalog = app
-        .store
-        .catalog(ws, &Registry::builtin(), Limits::default())
-        .await
-        .unwrap();
+    let catalog = app.store.catalog(ws, &Registry::builtin()).await.unwrap();
     let mut out = Vec::new();
     for record in &catalog.records {
         let ctx = catalog.sql_context(app.store.sql_backend(), Timestamp::now());

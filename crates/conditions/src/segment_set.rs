@@ -49,10 +49,6 @@ impl SegmentSet {
         self.segments.contains_key(&id)
     }
 
-    pub fn insert(&mut self, definition: SegmentDefinition) {
-        self.segments.insert(definition.id, definition);
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &SegmentDefinition> {
         self.segments.values()
     }

@@ -61,8 +61,3 @@ pub enum SegmentMembers {
 pub fn contact(column: Contacts) -> Expr {
     Expr::col((Contacts::Table, column))
 }
-
-/// `EXISTS (subquery)`.
-pub fn exists(subquery: sea_query::SelectStatement) -> Expr {
-    Expr::exists(subquery)
-}

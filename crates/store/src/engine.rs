@@ -133,7 +133,6 @@ impl Store {
         &self,
         workspace_id: WorkspaceId,
         registry: &Registry,
-        limits: Limits,
     ) -> Result<Catalog, StoreError> {
         let attributes = definitions(&self.db, workspace_id).await?;
         let records = self.segment_records(workspace_id).await?;
@@ -161,7 +160,6 @@ impl Store {
                         max_depth: usize::MAX,
                         max_leaves: usize::MAX,
                     };
-                    let _ = limits;
                     match Tree::parse(json, registry, &ctx, lenient) {
                         Ok(tree) => SegmentKind::Dynamic(tree),
                         Err(v) => {

@@ -167,11 +167,7 @@ impl Materializer {
         {
             return Ok(catalog.clone());
         }
-        let catalog = Arc::new(
-            self.store
-                .catalog(ws, &self.registry, self.settings.limits)
-                .await?,
-        );
+        let catalog = Arc::new(self.store.catalog(ws, &self.registry).await?);
         if let Ok(mut cache) = self.catalogs.lock() {
             cache.insert(ws, (fingerprint, catalog.clone()));
         }

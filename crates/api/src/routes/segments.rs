@@ -28,7 +28,7 @@ const MAX_PREVIEW: u64 = 100;
 pub(crate) async fn catalog(state: &AppState, auth: &Auth) -> Result<Catalog, ApiError> {
     Ok(state
         .store
-        .catalog(auth.0.workspace_id, &state.registry, state.engine.limits)
+        .catalog(auth.0.workspace_id, &state.registry)
         .await?)
 }
 
