@@ -3,6 +3,7 @@
 //! conditions as SQL.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
@@ -25,6 +26,9 @@ use crate::contacts::ContactPage;
 use crate::entities::contact;
 use crate::segments::{SegmentRecord, SegmentRule};
 use crate::{Store, StoreError};
+
+/// Parsed catalogs by workspace, each with the fingerprint it was loaded at.
+pub(crate) type CatalogCache = HashMap<WorkspaceId, (String, Arc<Catalog>)>;
 
 /// Everything conditions of one workspace are validated and compiled against.
 #[derive(Debug, Clone)]
@@ -127,9 +131,32 @@ impl Store {
         Ok(format!("{segments:?}/{attributes:?}"))
     }
 
+    /// The workspace's catalog. Parsing every segment's tree on each request
+    /// or job would dominate them once a workspace has hundreds of segments,
+    /// so parsed catalogs are kept and reused while the two-query
+    /// fingerprint is unchanged. One store serves one registry.
+    pub async fn catalog(
+        &self,
+        workspace_id: WorkspaceId,
+        registry: &Registry,
+    ) -> Result<Arc<Catalog>, StoreError> {
+        let fingerprint = self.catalog_fingerprint(workspace_id).await?;
+        if let Ok(cache) = self.catalogs.lock()
+            && let Some((seen, catalog)) = cache.get(&workspace_id)
+            && *seen == fingerprint
+        {
+            return Ok(catalog.clone());
+        }
+        let catalog = Arc::new(self.load_catalog(workspace_id, registry).await?);
+        if let Ok(mut cache) = self.catalogs.lock() {
+            cache.insert(workspace_id, (fingerprint, catalog.clone()));
+        }
+        Ok(catalog)
+    }
+
     /// Loads the workspace's attribute definitions and segments, parsing every
     /// dynamic segment's tree.
-    pub async fn catalog(
+    async fn load_catalog(
         &self,
         workspace_id: WorkspaceId,
         registry: &Registry,

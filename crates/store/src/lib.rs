@@ -35,6 +35,9 @@ use sea_orm::{
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Parsed catalogs by workspace, with the fingerprint each was loaded
+    /// at (see `Store::catalog`).
+    catalogs: std::sync::Arc<std::sync::Mutex<engine::CatalogCache>>,
 }
 
 impl Store {
@@ -42,6 +45,7 @@ impl Store {
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         Ok(Self {
             db: db::connect(settings).await?,
+            catalogs: std::sync::Arc::default(),
         })
     }
 

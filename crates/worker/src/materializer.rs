@@ -66,9 +66,6 @@ pub struct Snapshot {
     pub expires_in: Duration,
 }
 
-/// Parsed catalogs by workspace, each with the fingerprint it was loaded at.
-type CatalogCache = HashMap<WorkspaceId, (String, Arc<Catalog>)>;
-
 /// Everything jobs need. Cheap to clone.
 #[derive(Clone)]
 pub struct Materializer {
@@ -81,10 +78,6 @@ pub struct Materializer {
     pub(crate) settings: MaterializerSettings,
     pub(crate) apply: Script,
     pub(crate) swap: Script,
-    /// Parsed catalogs by workspace, with the fingerprint they were loaded at:
-    /// parsing a thousand segment trees per job would dominate incremental
-    /// updates.
-    catalogs: Arc<std::sync::Mutex<CatalogCache>>,
 }
 
 impl std::fmt::Debug for Materializer {
@@ -127,7 +120,6 @@ impl Materializer {
             settings,
             apply: Script::new(APPLY),
             swap: Script::new(SWAP),
-            catalogs: Arc::default(),
         })
     }
 
@@ -160,18 +152,7 @@ impl Materializer {
     }
 
     pub(crate) async fn catalog(&self, ws: WorkspaceId) -> Result<Arc<Catalog>, WorkerError> {
-        let fingerprint = self.store.catalog_fingerprint(ws).await?;
-        if let Ok(cache) = self.catalogs.lock()
-            && let Some((seen, catalog)) = cache.get(&ws)
-            && *seen == fingerprint
-        {
-            return Ok(catalog.clone());
-        }
-        let catalog = Arc::new(self.store.catalog(ws, &self.registry).await?);
-        if let Ok(mut cache) = self.catalogs.lock() {
-            cache.insert(ws, (fingerprint, catalog.clone()));
-        }
-        Ok(catalog)
+        Ok(self.store.catalog(ws, &self.registry).await?)
     }
 
     /// Whether Redis answers.

@@ -25,7 +25,10 @@ const MAX_NAMES: usize = 1_000;
 /// Largest preview sample.
 const MAX_PREVIEW: u64 = 100;
 
-pub(crate) async fn catalog(state: &AppState, auth: &Auth) -> Result<Catalog, ApiError> {
+pub(crate) async fn catalog(
+    state: &AppState,
+    auth: &Auth,
+) -> Result<std::sync::Arc<Catalog>, ApiError> {
     Ok(state
         .store
         .catalog(auth.0.workspace_id, &state.registry)
