@@ -209,36 +209,34 @@ impl Params {
         Ok(())
     }
 
+    /// `min` and `max`, read as one type, with `min <= max`.
+    fn range<T: PartialOrd>(
+        &self,
+        read: fn(&Value, &str) -> Result<T, Violations>,
+    ) -> Result<(T, T), Violations> {
+        let min = required(self.min.as_ref(), "/min").and_then(|v| read(v, "/min"))?;
+        let max = required(self.max.as_ref(), "/max").and_then(|v| read(v, "/max"))?;
+        if min > max {
+            return Err(fail("/max", "empty_range", "`max` is below `min`"));
+        }
+        Ok((min, max))
+    }
+
     fn test(&self, ty: AttributeType) -> Result<Test, Violations> {
         let value = || required(self.value.as_ref(), "/value");
         let op = self.op.as_str();
         let (allowed, test): (&[&str], _) = match (ty, op) {
             (_, "exists") => (&[], Ok(Test::Exists)),
             (_, "not_exists") => (&[], Ok(Test::NotExists)),
-            (AttributeType::Text, "eq") => (
-                &["value"],
-                value()
-                    .and_then(|v| text(v, "/value"))
-                    .map(|s| Test::Text(Text::Eq(s))),
-            ),
-            (AttributeType::Text, "ne") => (
-                &["value"],
-                value()
-                    .and_then(|v| text(v, "/value"))
-                    .map(|s| Test::Text(Text::Ne(s))),
-            ),
-            (AttributeType::Text, "contains") => (
-                &["value"],
-                value()
-                    .and_then(|v| text(v, "/value"))
-                    .map(|s| Test::Text(Text::Contains(s))),
-            ),
-            (AttributeType::Text, "starts_with") => (
-                &["value"],
-                value()
-                    .and_then(|v| text(v, "/value"))
-                    .map(|s| Test::Text(Text::StartsWith(s))),
-            ),
+            (AttributeType::Text, "eq" | "ne" | "contains" | "starts_with") => {
+                let t = value().and_then(|v| text(v, "/value")).map(|s| match op {
+                    "eq" => Text::Eq(s),
+                    "ne" => Text::Ne(s),
+                    "contains" => Text::Contains(s),
+                    _ => Text::StartsWith(s),
+                });
+                (&["value"], t.map(Test::Text))
+            }
             (AttributeType::Text, "in") => (
                 &["values"],
                 texts(self.values.as_ref()).map(|v| Test::Text(Text::In(v))),
@@ -259,19 +257,11 @@ impl Params {
                 });
                 (&["value"], t.map(Test::Number))
             }
-            (AttributeType::Number, "between") => {
-                let t = required(self.min.as_ref(), "/min")
-                    .and_then(|v| number(v, "/min"))
-                    .and_then(|min| {
-                        let max =
-                            required(self.max.as_ref(), "/max").and_then(|v| number(v, "/max"))?;
-                        if min > max {
-                            return Err(fail("/max", "empty_range", "`max` is below `min`"));
-                        }
-                        Ok(Test::Number(Number::Between(min, max)))
-                    });
-                (&["min", "max"], t)
-            }
+            (AttributeType::Number, "between") => (
+                &["min", "max"],
+                self.range(number)
+                    .map(|(a, b)| Test::Number(Number::Between(a, b))),
+            ),
             (AttributeType::Boolean, "is") => {
                 let t = value().and_then(|v| {
                     v.as_bool().map(Test::Boolean).ok_or_else(|| {
@@ -284,31 +274,21 @@ impl Params {
                 });
                 (&["value"], t)
             }
-            (AttributeType::Date, "before") => (
-                &["value"],
-                value()
-                    .and_then(|v| date(v, "/value"))
-                    .map(|t| Test::Date(DatePredicate::Before(t))),
-            ),
-            (AttributeType::Date, "after") => (
-                &["value"],
-                value()
-                    .and_then(|v| date(v, "/value"))
-                    .map(|t| Test::Date(DatePredicate::After(t))),
-            ),
-            (AttributeType::Date, "between") => {
-                let t = required(self.min.as_ref(), "/min")
-                    .and_then(|v| date(v, "/min"))
-                    .and_then(|min| {
-                        let max =
-                            required(self.max.as_ref(), "/max").and_then(|v| date(v, "/max"))?;
-                        if min > max {
-                            return Err(fail("/max", "empty_range", "`max` is before `min`"));
-                        }
-                        Ok(Test::Date(DatePredicate::Between(min, max)))
-                    });
-                (&["min", "max"], t)
+            (AttributeType::Date, "before" | "after") => {
+                let t = value().and_then(|v| date(v, "/value")).map(|t| {
+                    if op == "before" {
+                        DatePredicate::Before(t)
+                    } else {
+                        DatePredicate::After(t)
+                    }
+                });
+                (&["value"], t.map(Test::Date))
             }
+            (AttributeType::Date, "between") => (
+                &["min", "max"],
+                self.range(date)
+                    .map(|(a, b)| Test::Date(DatePredicate::Between(a, b))),
+            ),
             (AttributeType::Date, "within_last_days") => (
                 &["days"],
                 days(self.days, "/days").map(|d| Test::Date(DatePredicate::WithinLastDays(d))),
