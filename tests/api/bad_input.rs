@@ -261,6 +261,7 @@ async fn oversized_bodies_are_refused(backend: Backend) {
         max_body_bytes: 16 * 1024,
         max_bulk_body_bytes: 64 * 1024,
         workers: 1,
+        rate_limit: None,
     };
     let app = TestApp::spawn_with(backend, http).await;
     let big_name = "x".repeat(20 * 1024);

@@ -8,6 +8,7 @@ mod bulk;
 mod contacts;
 mod health;
 mod isolation;
+mod operations;
 mod pagination;
 mod plugins;
 mod segments;

@@ -303,7 +303,82 @@ async fn finished_jobs_are_vacuumed(backend: Backend) {
     app.stop().await;
 }
 
+/// The first sample of `name` whose series contains every label.
+fn sample(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(series, _)| {
+            series.split('{').next() == Some(name) && labels.iter().all(|l| series.contains(l))
+        })
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn jobs_rebuilds_and_member_changes_are_counted(backend: Backend) {
+    let app = TestApp::spawn_materialized(backend, REDIS, 1).await;
+    let before = app.metrics().await;
+    let vip = dynamic(
+        &app,
+        json!({"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}),
+    )
+    .await;
+    converged(&app, Duration::from_secs(30)).await;
+    let id = app.contact(json!({"name": "a", "tags": ["vip"]})).await["id"]
+        .as_i64()
+        .unwrap();
+    // Seen entering before the tag goes: a job covering both writes would
+    // see neither change.
+    converged(&app, Duration::from_secs(30)).await;
+    app.delete(&format!("/v1/contacts/{id}/tags/vip"))
+        .await
+        .expect(200);
+    converged(&app, Duration::from_secs(30)).await;
+    // The set converged, but the job's bookkeeping follows its last write.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let metric = |e: &str, name: &str, labels: &[&str]| sample(e, name, labels);
+    loop {
+        let after = app.metrics().await;
+        let grew = |name: &str, labels: &[&str]| {
+            metric(&after, name, labels) > metric(&before, name, labels)
+        };
+        let all = grew("segments_jobs_enqueued_total", &[r#"kind="rebuild""#])
+            && grew(
+                "segments_jobs_total",
+                &[r#"kind="rebuild""#, r#"outcome="done""#],
+            )
+            && grew(
+                "segments_jobs_total",
+                &[r#"kind="contacts_changed""#, r#"outcome="done""#],
+            )
+            && grew(
+                "segments_job_latency_seconds_count",
+                &[r#"kind="contacts_changed""#],
+            )
+            && grew("segments_rebuild_duration_seconds_count", &[])
+            && grew(
+                "segments_members_changed_total",
+                &[r#"change="entered""#, r#"cause="write""#],
+            )
+            && grew(
+                "segments_members_changed_total",
+                &[r#"change="exited""#, r#"cause="write""#],
+            );
+        if all && after.contains("segments_job_queue_depth ") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics did not move (segment {vip}):\n{after}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    jobs_rebuilds_and_member_changes_are_counted,
     finished_jobs_are_vacuumed,
     sets_follow_every_kind_of_write,
     snapshots_events_and_a_contacts_segments,

@@ -143,6 +143,7 @@ impl TestApp {
         let address = format!("http://{}", listener.local_addr().expect("addr"));
         let state = AppState {
             redis: materialized.as_ref().map(Materialized::state),
+            metrics: Some(segments_api::metrics::recorder().expect("metrics recorder")),
             ..AppState::new(store.clone(), registry)
         };
         let server = segments_api::serve(listener, state, http).expect("serve");
@@ -218,6 +219,18 @@ impl TestApp {
             .header("content-type", content_type)
             .body(body);
         read(request.send().await.expect("request")).await
+    }
+
+    /// Reads `/metrics` (Prometheus text).
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("body")
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -3,8 +3,10 @@
 
 pub mod extract;
 pub mod membership;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod rate_limit;
 pub mod routes;
 pub mod wire;
 
@@ -13,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, HttpServer, middleware, web};
+use metrics_exporter_prometheus::PrometheusHandle;
 use segments_conditions::{Limits, Registry};
 use segments_domain::{ContactId, SegmentId, WorkspaceId};
 use segments_store::Store;
@@ -23,6 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use extract::BodyLimit;
 use problem::ApiError;
+pub use rate_limit::RateLimit;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -33,6 +37,8 @@ pub struct AppState {
     pub engine: EngineSettings,
     /// The materializer, when Redis is configured.
     pub redis: Option<Materialization>,
+    /// The Prometheus recorder `/metrics` renders, when installed.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// Access to the materialized sets and the job queue.
@@ -50,6 +56,7 @@ impl AppState {
             registry: Arc::new(registry),
             engine: EngineSettings::default(),
             redis: None,
+            metrics: None,
         }
     }
 }
@@ -122,6 +129,8 @@ pub struct HttpSettings {
     pub max_bulk_body_bytes: usize,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
+    /// Per-API-key request rate; `None` turns limiting off.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for HttpSettings {
@@ -130,6 +139,7 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             max_bulk_body_bytes: 32 * 1024 * 1024,
             workers: 0,
+            rate_limit: None,
         }
     }
 }
@@ -222,17 +232,55 @@ pub fn serve(
     state: AppState,
     http: HttpSettings,
 ) -> std::io::Result<Server> {
+    let exposition = state.metrics.clone().map(|handle| {
+        web::Data::new(metrics::Exposition {
+            handle,
+            jobs: state.redis.as_ref().map(|r| r.jobs.clone()),
+        })
+    });
+    let (limited, limiter) = rate_limit::limiter(http.rate_limit)?;
     let state = web::Data::new(state);
     let routes = configure(state, http);
     let mut server = HttpServer::new(move || {
-        App::new()
+        let mut app = App::new()
+            // Outermost first: the trace spans the whole request, and the
+            // latency histogram counts rate-limited answers too.
             .wrap(tracing_actix_web::TracingLogger::default())
-            .configure(routes.clone())
-            .default_service(web::to(no_route))
+            .wrap(middleware::from_fn(metrics::track))
+            .wrap(middleware::Condition::new(
+                limited,
+                rate_limit::middleware(&limiter),
+            ))
+            .configure(routes.clone());
+        if let Some(exposition) = &exposition {
+            app = app
+                .app_data(exposition.clone())
+                .route("/metrics", web::get().to(metrics::expose));
+        }
+        app.default_service(web::to(no_route))
     })
     .listen(listener)?;
     if http.workers > 0 {
         server = server.workers(http.workers);
     }
+    Ok(server.disable_signals().run())
+}
+
+/// A server for worker-only processes: `/metrics` and `/healthz`, nothing
+/// else, so their jobs and rebuilds can be scraped too.
+pub fn metrics_server(
+    listener: TcpListener,
+    exposition: metrics::Exposition,
+) -> std::io::Result<Server> {
+    let exposition = web::Data::new(exposition);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(exposition.clone())
+            .route("/metrics", web::get().to(metrics::expose))
+            .service(routes::health::healthz)
+            .default_service(web::to(no_route))
+    })
+    .workers(1)
+    .listen(listener)?;
     Ok(server.disable_signals().run())
 }

@@ -58,7 +58,7 @@ use crate::wire;
         routes::api_keys::revoke,
     ),
     components(schemas(Problem, ProblemField, wire::attribute::AttributeKind)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
     tags(
         (name = "contacts", description = "Contacts, their tags and attribute values"),
         (name = "segments", description = "Static and dynamic segments, condition types, previews and explanations"),
@@ -86,6 +86,77 @@ impl Modify for BearerAuth {
                     ))
                     .build(),
             ),
+        );
+    }
+}
+
+/// Declares what every route can answer besides its own responses: problem
+/// documents as `application/problem+json` (what they are sent as), `429`
+/// with `Retry-After` on authenticated routes (the rate limiter), and `503`
+/// where the database or Redis can be unreachable.
+#[derive(Debug)]
+struct ProblemResponses;
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // utoipa's typed tree is awkward to walk generically; JSON is not.
+        let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+            return;
+        };
+        if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+            for item in paths.values_mut() {
+                let Some(item) = item.as_object_mut() else {
+                    continue;
+                };
+                for operation in item.values_mut() {
+                    problem_responses(operation);
+                }
+            }
+        }
+        match serde_json::from_value(doc) {
+            Ok(updated) => *openapi = updated,
+            Err(e) => tracing::error!(error = %e, "OpenAPI problem responses not applied"),
+        }
+    }
+}
+
+fn problem_responses(operation: &mut serde_json::Value) {
+    use serde_json::json;
+    let secured = operation.get("security").is_some();
+    let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(|r| r.as_object_mut())
+    else {
+        return;
+    };
+    let problem = json!({ "$ref": "#/components/schemas/Problem" });
+    for response in responses.values_mut() {
+        let Some(content) = response.get_mut("content").and_then(|c| c.as_object_mut()) else {
+            continue;
+        };
+        if content
+            .get("application/json")
+            .and_then(|c| c.get("schema"))
+            == Some(&problem)
+            && let Some(media) = content.remove("application/json")
+        {
+            content.insert("application/problem+json".into(), media);
+        }
+    }
+    let body = json!({ "application/problem+json": { "schema": problem } });
+    if secured {
+        responses.entry("429").or_insert_with(|| {
+            json!({
+                "description": "Too many requests for this API key",
+                "headers": { "Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": { "type": "integer", "minimum": 0 }
+                }},
+                "content": body.clone()
+            })
+        });
+        responses.entry("503").or_insert_with(
+            || json!({ "description": "The database is unavailable", "content": body.clone() }),
         );
     }
 }

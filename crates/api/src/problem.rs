@@ -89,6 +89,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the body must be JSON: send `Content-Type: application/json`")]
     UnsupportedMediaType,
+    #[error("too many requests for this API key; retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("the evaluation did not finish within {} ms; narrow the conditions or try again", .0.as_millis())]
@@ -110,6 +112,7 @@ impl ApiError {
             Self::MalformedJson(_) => ("malformed-json", "Malformed JSON"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
+            Self::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
             Self::Timeout(_) => ("timeout", "Timed out"),
             Self::Internal(_) => ("internal", "Internal error"),
@@ -170,6 +173,7 @@ impl ResponseError for ApiError {
             Self::InvalidParameter { .. } | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -187,6 +191,9 @@ impl ResponseError for ApiError {
         ));
         if matches!(self, Self::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let Self::TooManyRequests { retry_after_secs } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         response.json(self.problem())
     }

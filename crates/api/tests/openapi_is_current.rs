@@ -36,10 +36,15 @@ fn every_operation_documents_its_errors_as_problems() {
                 serde_json::json!([]),
                 "{method} {path}"
             );
+            assert!(responses.contains_key("429"), "{method} {path} lacks 429");
+            assert!(
+                responses["429"]["headers"]["Retry-After"].is_object(),
+                "{method} {path} 429 lacks Retry-After"
+            );
             for (status, response) in responses {
-                if status.starts_with('4') {
+                if status.starts_with('4') || status.starts_with('5') {
                     assert!(
-                        response["content"]["application/json"]["schema"]["$ref"]
+                        response["content"]["application/problem+json"]["schema"]["$ref"]
                             .as_str()
                             .is_some_and(|r| r.ends_with("/Problem")),
                         "{method} {path} {status} is not a Problem"

@@ -45,6 +45,11 @@ pub struct HttpSection {
     pub max_bulk_body_bytes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Sustained requests per second allowed to one API key; 0 turns
+    /// rate limiting off.
+    pub rate_limit_per_second: u32,
+    /// Requests one API key may send at once above the sustained rate.
+    pub rate_limit_burst: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +72,9 @@ pub struct WorkerSection {
     pub heartbeat_secs: u64,
     /// How long a shutdown waits for running jobs.
     pub shutdown_timeout_secs: u64,
+    /// Where `segments worker` serves `/metrics` and `/healthz`; empty
+    /// for nowhere. (`segments serve` serves them on the API's address.)
+    pub metrics_bind: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +83,8 @@ pub struct TelemetrySection {
     pub format: LogFormat,
     /// A tracing filter; `RUST_LOG` overrides it.
     pub filter: String,
+    /// Serve Prometheus metrics at `/metrics`.
+    pub metrics: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +128,8 @@ impl Default for Settings {
                 max_body_bytes: 1024 * 1024,
                 max_bulk_body_bytes: 32 * 1024 * 1024,
                 workers: 0,
+                rate_limit_per_second: 100,
+                rate_limit_burst: 200,
             },
             redis: RedisSection {
                 enabled: true,
@@ -134,10 +146,12 @@ impl Default for Settings {
                 reconcile_schedule: "0 * * * * *".into(),
                 heartbeat_secs: 5,
                 shutdown_timeout_secs: 30,
+                metrics_bind: "127.0.0.1:9464".into(),
             },
             telemetry: TelemetrySection {
                 format: LogFormat::Pretty,
                 filter: "info,sqlx=warn".into(),
+                metrics: true,
             },
         }
     }
@@ -193,6 +207,10 @@ impl Settings {
             max_body_bytes: self.http.max_body_bytes,
             max_bulk_body_bytes: self.http.max_bulk_body_bytes,
             workers: self.http.workers,
+            rate_limit: Some(segments_api::RateLimit {
+                requests_per_second: self.http.rate_limit_per_second,
+                burst: self.http.rate_limit_burst,
+            }),
         }
     }
 }

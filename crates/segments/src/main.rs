@@ -128,11 +128,31 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Serve { no_worker } => serve(store, settings, !no_worker).await,
         Command::Worker => {
-            let (materializer, _) = materialization(&store, &settings).await?.context(
+            let (materializer, jobs) = materialization(&store, &settings).await?.context(
                 "redis is disabled in the configuration: there is nothing for a worker to do",
             )?;
+            let metrics = match metrics_recorder(&settings)? {
+                Some(handle) if !settings.worker.metrics_bind.is_empty() => {
+                    let listener = TcpListener::bind(&settings.worker.metrics_bind)
+                        .with_context(|| format!("binding {}", settings.worker.metrics_bind))?;
+                    tracing::info!(address = %listener.local_addr()?, "serving /metrics");
+                    let exposition = segments_api::metrics::Exposition {
+                        handle,
+                        jobs: Some(jobs),
+                    };
+                    Some(segments_api::metrics_server(listener, exposition)?)
+                }
+                _ => None,
+            };
+            let metrics_handle = metrics.as_ref().map(actix_web::dev::Server::handle);
+            if let Some(server) = metrics {
+                tokio::spawn(server);
+            }
             let shutdown = shutdown_signal();
             segments_worker::run(materializer, settings.worker(), shutdown).await?;
+            if let Some(handle) = metrics_handle {
+                handle.stop(true).await;
+            }
             Ok(())
         }
         Command::Verify => {
@@ -184,6 +204,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     }
 }
 
+/// The process's Prometheus recorder, unless metrics are off.
+fn metrics_recorder(
+    settings: &Settings,
+) -> anyhow::Result<Option<metrics_exporter_prometheus::PrometheusHandle>> {
+    if !settings.telemetry.metrics {
+        return Ok(None);
+    }
+    Ok(Some(segments_api::metrics::recorder()?))
+}
+
 /// The materializer and job queue, unless Redis is disabled.
 async fn materialization(
     store: &Store,
@@ -223,6 +253,7 @@ async fn serve(store: Store, settings: Settings, with_worker: bool) -> anyhow::R
         redis: materialization
             .clone()
             .map(|(materializer, jobs)| segments_api::Materialization { materializer, jobs }),
+        metrics: metrics_recorder(&settings)?,
         ..AppState::new(store, Registry::builtin())
     };
     let server = segments_api::serve(listener, state, settings.http())?;

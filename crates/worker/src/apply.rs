@@ -89,7 +89,9 @@ impl Materializer {
                     .push(self.apply_invocation(ws, *contact, version, cause, now, &decisions));
             }
             let mut conn = self.redis.clone();
-            self.apply.run_many(&mut conn, &invocations).await?;
+            let moved: Vec<(u64, u64)> = self.apply.run_many(&mut conn, &invocations).await?;
+            let (entered, exited) = moved.iter().fold((0, 0), |(a, b), (e, x)| (a + e, b + x));
+            crate::metrics::members_changed(cause, entered, exited);
         }
         Ok(())
     }
@@ -108,7 +110,10 @@ impl Materializer {
         let invocation =
             self.apply_invocation(ws, contact, version, cause, Timestamp::now(), decisions);
         let mut conn = self.redis.clone();
-        self.apply.run_many(&mut conn, &[invocation]).await?;
+        let moved: Vec<(u64, u64)> = self.apply.run_many(&mut conn, &[invocation]).await?;
+        for (entered, exited) in moved {
+            crate::metrics::members_changed(cause, entered, exited);
+        }
         Ok(())
     }
 

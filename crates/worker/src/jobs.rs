@@ -48,13 +48,39 @@ pub enum Job {
     },
 }
 
+impl Job {
+    /// The job's kind, as named in metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rebuild { .. } => "rebuild",
+            Self::ContactsChanged { .. } => "contacts_changed",
+            Self::RebuildReading { .. } => "rebuild_reading",
+        }
+    }
+}
+
+/// A job as stored in the queue: the job and when it was enqueued, so a
+/// worker can tell how long it waited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Milliseconds since the Unix epoch, by the enqueuer's clock.
+    pub enqueued_at_ms: i64,
+    #[serde(flatten)]
+    pub job: Job,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Pushes jobs. Cheap to clone.
 #[derive(Clone)]
 pub struct JobQueue {
     /// When set, change notices go through a coalescer (see `coalescing`).
     notices: Option<mpsc::UnboundedSender<Notice>>,
-    storage: RedisStorage<Job>,
+    storage: RedisStorage<Envelope>,
     conn: ConnectionManager,
+    config: Config,
     /// The pub/sub channel idle workers listen on.
     wake_channel: String,
     timeout: Duration,
@@ -85,21 +111,50 @@ impl JobQueue {
         heartbeat: Duration,
         timeout: Duration,
     ) -> Self {
+        let config = queue_config(queue, heartbeat);
         Self {
             notices: None,
-            storage: RedisStorage::new(conn.clone()).with_config(queue_config(queue, heartbeat)),
+            storage: RedisStorage::new(conn.clone()).with_config(config.clone()),
             conn,
+            config,
             wake_channel: format!("tasks:{queue}:active:available"),
             timeout,
         }
     }
 
     pub async fn push(&self, job: Job) -> Result<(), WorkerError> {
+        let kind = job.kind();
+        let result = self.push_envelope(Envelope {
+            enqueued_at_ms: now_ms(),
+            job,
+        });
+        let result = result.await;
+        crate::metrics::enqueued(kind, result.is_ok());
+        result
+    }
+
+    /// Jobs waiting or running, as Redis holds them now; also published as
+    /// the queue-depth gauge.
+    pub async fn depth(&self) -> Result<u64, WorkerError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.zcard(self.config.scheduled_jobs_set())
+            .llen(self.config.active_jobs_list());
+        let read = pipe.query_async::<(u64, u64)>(&mut conn);
+        let (scheduled, active) = tokio::time::timeout(self.timeout, read)
+            .await
+            .map_err(|_| WorkerError::RedisTimeout)??;
+        let depth = scheduled + active;
+        crate::metrics::queue_depth(depth);
+        Ok(depth)
+    }
+
+    async fn push_envelope(&self, envelope: Envelope) -> Result<(), WorkerError> {
         let mut storage = self.storage.clone();
         let mut conn = self.conn.clone();
         let push = async {
             storage
-                .push(job)
+                .push(envelope)
                 .await
                 .map_err(|e| WorkerError::Enqueue(e.to_string()))?;
             // apalis-redis 1.0 files every new task under "scheduled (now)"
@@ -223,7 +278,23 @@ async fn coalesce(queue: JobQueue, mut rx: mpsc::UnboundedReceiver<Notice>) {
     }
 }
 
-async fn handle(job: Job, materializer: Data<Arc<Materializer>>) -> Result<(), BoxDynError> {
+async fn handle(
+    envelope: Envelope,
+    materializer: Data<Arc<Materializer>>,
+) -> Result<(), BoxDynError> {
+    let kind = envelope.job.kind();
+    let started = std::time::Instant::now();
+    let result = run_job(envelope.job, &materializer).await;
+    // A clock skewed between enqueuer and worker can make the wait negative:
+    // such a sample says nothing, so it is dropped.
+    let latency = u64::try_from(now_ms() - envelope.enqueued_at_ms)
+        .ok()
+        .map(Duration::from_millis);
+    crate::metrics::job_finished(kind, result.is_ok(), started.elapsed(), latency);
+    result
+}
+
+async fn run_job(job: Job, materializer: &Materializer) -> Result<(), BoxDynError> {
     match job {
         Job::Rebuild {
             workspace_id,
@@ -283,7 +354,7 @@ impl Materializer {
         use apalis_core::backend::Vacuum;
         let config = queue_config(&self.keys.queue(), Duration::from_secs(5));
         let done = config.done_jobs_set();
-        let mut storage = RedisStorage::<Job>::new(self.redis()).with_config(config);
+        let mut storage = RedisStorage::<Envelope>::new(self.redis()).with_config(config);
         let vacuumed = storage
             .vacuum()
             .await
@@ -364,7 +435,7 @@ pub async fn run(
                 // the old one is gone for good.
                 let mut factory = RedisStorageFactory::new(materializer.resp3_client()?).await?;
                 let backend: PollWith<
-                    RedisStorage<Job, MultiplexedConnection>,
+                    RedisStorage<Envelope, MultiplexedConnection>,
                     StreamStrategy<Pubsub>,
                 > = factory.create_with_config(queue_config(&queue, settings.heartbeat))?;
                 WorkerBuilder::new(worker_name("jobs"))

@@ -16,11 +16,12 @@ mod error;
 pub mod jobs;
 pub mod keys;
 pub mod materializer;
+pub mod metrics;
 mod rebuild;
 mod reconcile;
 mod scripts;
 
 pub use error::WorkerError;
-pub use jobs::{Job, JobQueue, WorkerSettings, run};
+pub use jobs::{Envelope, Job, JobQueue, WorkerSettings, run};
 pub use materializer::{Materializer, MaterializerSettings, SegmentStatus, Snapshot};
 pub use reconcile::{Drift, ReconcileReport};

@@ -48,6 +48,7 @@ impl Materializer {
         tracing::debug!(elapsed = ?started.elapsed(), "rebuild: catalog loaded");
         if !catalog.segments.contains(segment) {
             self.forget_segment(ws, segment).await?;
+            crate::metrics::rebuilt("deleted", None);
             return Ok(RebuildReport {
                 members: 0,
                 swapped: false,
@@ -119,15 +120,17 @@ impl Materializer {
             segment.0.to_string(),
             self.settings.events_max_len.to_string(),
         ];
-        let result = self.swap.run_many(&mut conn, &[(keys, args)]).await?;
+        let result: Vec<i64> = self.swap.run_many(&mut conn, &[(keys, args)]).await?;
         let count = result.first().copied().unwrap_or(-1);
         if count < 0 {
+            crate::metrics::rebuilt("superseded", None);
             return Ok(RebuildReport {
                 members: 0,
                 swapped: false,
             });
         }
         tracing::debug!(elapsed = ?started.elapsed(), "rebuild: swapped");
+        crate::metrics::rebuilt("swapped", Some(started.elapsed()));
         // Changes committed after the watermark may have been applied to the
         // set this build replaced: evaluate them again on the new one.
         self.replay_after(ws, watermark).await?;

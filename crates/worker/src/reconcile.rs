@@ -217,7 +217,17 @@ impl Materializer {
         if acquired.is_none() {
             return Ok(None);
         }
+        let started = std::time::Instant::now();
         let result = self.reconcile().await;
+        match &result {
+            Ok(report) => crate::metrics::reconciled(
+                true,
+                started.elapsed(),
+                report.repaired_members,
+                report.swept_changes,
+            ),
+            Err(_) => crate::metrics::reconciled(false, started.elapsed(), 0, 0),
+        }
         // Release only our own lock.
         let _: i64 = redis::Script::new(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",

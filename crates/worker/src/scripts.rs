@@ -15,11 +15,13 @@ use crate::WorkerError;
 /// version is newer than both the segment's last build (`built_seq`: the
 /// build already reflects that state) and the last decision applied for
 /// this contact: a stale evaluation never overwrites a newer one.
+///
+/// Returns `{entered, exited}`: how many sets the contact entered and left.
 pub const APPLY: &str = r"
 local contact = ARGV[1]
 local version = tonumber(ARGV[2])
 local n = (#KEYS - 1) / 3
-local changed = 0
+local entered, exited = 0, 0
 for i = 0, n - 1 do
   local members, meta, versions = KEYS[2 + i * 3], KEYS[3 + i * 3], KEYS[4 + i * 3]
   local segment, desired = ARGV[6 + i * 2], ARGV[7 + i * 2]
@@ -31,7 +33,7 @@ for i = 0, n - 1 do
       local moved
       if desired == '1' then moved = redis.call('SADD', members, contact) else moved = redis.call('SREM', members, contact) end
       if moved == 1 then
-        changed = changed + 1
+        if desired == '1' then entered = entered + 1 else exited = exited + 1 end
         redis.call('HINCRBY', meta, 'version', 1)
         redis.call('HSET', meta, 'count', redis.call('SCARD', members))
         local change = 'exited'
@@ -41,7 +43,7 @@ for i = 0, n - 1 do
     end
   end
 end
-return changed
+return {entered, exited}
 ";
 
 /// Swaps a finished build in.
@@ -86,11 +88,11 @@ impl Script {
     }
 
     /// Runs several invocations in one round trip; each is (keys, args).
-    pub async fn run_many(
+    pub async fn run_many<T: redis::FromRedisValue>(
         &self,
         conn: &mut ConnectionManager,
         invocations: &[(Vec<String>, Vec<String>)],
-    ) -> Result<Vec<i64>, WorkerError> {
+    ) -> Result<Vec<T>, WorkerError> {
         if invocations.is_empty() {
             return Ok(Vec::new());
         }
@@ -107,11 +109,11 @@ impl Script {
         }
     }
 
-    async fn pipeline(
+    async fn pipeline<T: redis::FromRedisValue>(
         &self,
         conn: &mut ConnectionManager,
         invocations: &[(Vec<String>, Vec<String>)],
-    ) -> Result<Vec<i64>, redis::RedisError> {
+    ) -> Result<Vec<T>, redis::RedisError> {
         let mut pipe = redis::pipe();
         for (keys, args) in invocations {
             pipe.cmd("EVALSHA")
