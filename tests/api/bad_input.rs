@@ -262,6 +262,7 @@ async fn oversized_bodies_are_refused(backend: Backend) {
         max_bulk_body_bytes: 64 * 1024,
         workers: 1,
         rate_limit: None,
+        shutdown_timeout: std::time::Duration::from_secs(5),
     };
     let app = TestApp::spawn_with(backend, http).await;
     let big_name = "x".repeat(20 * 1024);

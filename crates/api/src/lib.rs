@@ -131,6 +131,8 @@ pub struct HttpSettings {
     pub workers: usize,
     /// Per-API-key request rate; `None` turns limiting off.
     pub rate_limit: Option<RateLimit>,
+    /// How long a graceful stop waits for in-flight requests.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for HttpSettings {
@@ -140,6 +142,7 @@ impl Default for HttpSettings {
             max_bulk_body_bytes: 32 * 1024 * 1024,
             workers: 0,
             rate_limit: None,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -260,6 +263,7 @@ pub fn serve(
         app.default_service(web::to(no_route))
     })
     .listen(listener)?;
+    server = server.shutdown_timeout(http.shutdown_timeout.as_secs());
     if http.workers > 0 {
         server = server.workers(http.workers);
     }

@@ -211,6 +211,7 @@ impl Settings {
                 requests_per_second: self.http.rate_limit_per_second,
                 burst: self.http.rate_limit_burst,
             }),
+            shutdown_timeout: Duration::from_secs(self.worker.shutdown_timeout_secs),
         }
     }
 }

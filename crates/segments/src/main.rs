@@ -2,6 +2,7 @@
 //! workspace administration.
 
 mod config;
+mod import;
 mod seed;
 mod telemetry;
 
@@ -66,6 +67,22 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Import contacts from a CSV or NDJSON file, by external_id (re-running updates, never duplicates).
+    ///
+    /// Exits 2 when some rows were rejected (they are listed with their line numbers).
+    Import {
+        /// The file: `.csv`, or `.ndjson`/`.jsonl` with one contact object per line.
+        file: PathBuf,
+        /// The workspace the contacts belong to.
+        #[arg(long)]
+        workspace: i64,
+        /// Override the format the file name suggests.
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
+        /// Do not draw a progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Manage workspaces.
     Workspace {
         #[command(subcommand)]
@@ -125,6 +142,36 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Seed { contacts, seed } => {
             store.migrate().await.context("applying migrations")?;
             seed::run(&store, contacts, seed).await
+        }
+        Command::Import {
+            file,
+            workspace,
+            format,
+            quiet,
+        } => {
+            store.migrate().await.context("applying migrations")?;
+            let jobs = match materialization(&store, &settings).await {
+                Ok(m) => m.map(|(_, jobs)| jobs),
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "no materializer: the reconciler will pick the import up"
+                    );
+                    None
+                }
+            };
+            let request = import::Request {
+                path: file,
+                workspace: segments_domain::WorkspaceId(workspace),
+                format,
+                progress: !quiet,
+            };
+            let summary = import::run(&store, jobs.as_ref(), &request).await?;
+            summary.print();
+            if summary.rejected > 0 {
+                std::process::exit(2);
+            }
+            Ok(())
         }
         Command::Serve { no_worker } => serve(store, settings, !no_worker).await,
         Command::Worker => {
@@ -273,13 +320,21 @@ async fn serve(store: Store, settings: Settings, with_worker: bool) -> anyhow::R
         }
         _ => None,
     };
+    // The server runs on its own task: dropping an actix `Server` future
+    // force-closes its connections, which is what a drain must not do.
+    let mut running = tokio::spawn(server);
     tokio::select! {
-        result = server => result.context("HTTP server failed")?,
+        result = &mut running => {
+            result.context("HTTP server task failed")?.context("HTTP server failed")?;
+        }
         () = shutdown_signal() => {
             tracing::info!("shutting down: draining in-flight requests and jobs");
             let _ = stop_tx.send(true);
             let deadline = Duration::from_secs(settings.worker.shutdown_timeout_secs);
-            let http = handle.stop(true);
+            let http = async {
+                handle.stop(true).await;
+                let _ = running.await;
+            };
             let jobs = async {
                 if let Some(worker) = worker {
                     let _ = worker.await;

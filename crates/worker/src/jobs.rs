@@ -420,6 +420,7 @@ pub async fn run(
         shutdown.await;
         let _ = tx.send(true);
     });
+    let nudge = nudge(materializer.clone(), settings.heartbeat, rx.clone());
     let queue = materializer.keys.queue();
     let jobs = {
         let materializer = materializer.clone();
@@ -467,8 +468,50 @@ pub async fn run(
             }
         })
     };
-    tokio::join!(jobs, cron);
+    tokio::join!(jobs, cron, nudge);
     Ok(())
+}
+
+/// Wakes this process's workers while jobs wait. apalis-redis workers poll
+/// at start and then only when a wake-up is published; a retry that falls
+/// due later, or a job handed back from a dead worker, would otherwise wait
+/// for the next enqueue, which may never come.
+async fn nudge(materializer: Arc<Materializer>, every: Duration, rx: watch::Receiver<bool>) {
+    let queue = materializer.keys.queue();
+    let config = queue_config(&queue, every);
+    let channel = format!("tasks:{queue}:active:available");
+    let mut stop = std::pin::pin!(stopped(rx));
+    // The first check comes soon after start, once the worker subscribed.
+    let mut wait = Duration::from_millis(500);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = every;
+        let mut conn = materializer.redis();
+        let mut pipe = redis::pipe();
+        pipe.zcard(config.scheduled_jobs_set())
+            .llen(config.active_jobs_list());
+        let waiting = match pipe.query_async::<(u64, u64)>(&mut conn).await {
+            Ok((scheduled, active)) => scheduled + active,
+            Err(e) => {
+                tracing::debug!(error = %e, "queue depth not read");
+                continue;
+            }
+        };
+        crate::metrics::queue_depth(waiting);
+        if waiting > 0 {
+            let published: Result<i64, _> = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg("1")
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = published {
+                tracing::debug!(error = %e, "wake-up not published");
+            }
+        }
+    }
 }
 
 async fn supervise<F, Fut>(role: &str, rx: watch::Receiver<bool>, make: F)
