@@ -3,8 +3,10 @@
 #
 # Makes sure PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are up:
 # starts them when installed but stopped, installs them with apt-get when
-# missing. Then runs every test of the workspace. Each test creates its own
-# uniquely named database and removes it, so a shared server is fine.
+# missing. Then runs every test of the workspace, and the live checks
+# (schemathesis and the generated SDK against a running server). Each test
+# creates its own uniquely named database and removes it, so a shared server
+# is fine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,5 +66,18 @@ if [ -z "${SEGMENTS_TEST_POSTGRES_URL:-}" ] \
   exit 1
 fi
 
+ensure_python() {
+  if command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null; then return; fi
+  apt_install python3 python3-venv
+}
+
+ensure_python
+command -v curl >/dev/null || apt_install curl
+
 log "running the test suite"
-exec cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@"
+
+# The service seen from outside: the fuzzer and the generated SDK against a
+# running server, on both databases.
+log "running the live checks"
+scripts/live-checks.sh

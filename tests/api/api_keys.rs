@@ -40,7 +40,41 @@ async fn the_last_active_key_cannot_be_revoked(backend: Backend) {
     app.stop().await;
 }
 
+async fn a_key_cannot_revoke_itself_but_another_can(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let list = app.get("/v1/api-keys").await.expect(200);
+    let first = list["items"][0]["id"].as_i64().unwrap();
+    let second = app
+        .post("/v1/api-keys", json!({"name": "rotation"}))
+        .await
+        .expect(201);
+    let problem = app
+        .delete(&format!("/v1/api-keys/{first}"))
+        .await
+        .problem(409);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot revoke itself")
+    );
+    // Rotation: the new key revokes the old one.
+    let new_secret = second["key"].as_str().unwrap();
+    let reply = app
+        .call_as(
+            new_secret,
+            reqwest::Method::DELETE,
+            &format!("/v1/api-keys/{first}"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    app.get("/v1/contacts").await.problem(401);
+    app.stop().await;
+}
+
 on_both_backends!(
+    a_key_cannot_revoke_itself_but_another_can,
     keys_are_created_listed_and_revoked,
     the_last_active_key_cannot_be_revoked
 );

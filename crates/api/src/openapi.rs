@@ -123,6 +123,7 @@ impl Modify for ProblemResponses {
 fn problem_responses(operation: &mut serde_json::Value) {
     use serde_json::json;
     let secured = operation.get("security").is_some();
+    let has_body = operation.get("requestBody").is_some();
     let Some(responses) = operation
         .get_mut("responses")
         .and_then(|r| r.as_object_mut())
@@ -130,7 +131,15 @@ fn problem_responses(operation: &mut serde_json::Value) {
         return;
     };
     let problem = json!({ "$ref": "#/components/schemas/Problem" });
-    for response in responses.values_mut() {
+    for (status, response) in responses.iter_mut() {
+        // OpenAPI requires a description on every response; utoipa leaves
+        // it out when a handler gives none, and strict generators refuse
+        // such a document.
+        if let Some(object) = response.as_object_mut()
+            && !object.contains_key("description")
+        {
+            object.insert("description".into(), json!(reason(status)));
+        }
         let Some(content) = response.get_mut("content").and_then(|c| c.as_object_mut()) else {
             continue;
         };
@@ -144,7 +153,22 @@ fn problem_responses(operation: &mut serde_json::Value) {
         }
     }
     let body = json!({ "application/problem+json": { "schema": problem } });
+    let problem_response =
+        |description: &str| json!({ "description": description, "content": body.clone() });
     if secured {
+        // Every path or query parameter is parsed, and answers 400 when it
+        // does not parse; every body can be malformed, too big or not JSON.
+        responses
+            .entry("400")
+            .or_insert_with(|| problem_response("A parameter or the body is malformed"));
+        if has_body {
+            responses
+                .entry("413")
+                .or_insert_with(|| problem_response("The body is too large"));
+            responses
+                .entry("415")
+                .or_insert_with(|| problem_response("The body is not JSON"));
+        }
         responses.entry("429").or_insert_with(|| {
             json!({
                 "description": "Too many requests for this API key",
@@ -155,10 +179,21 @@ fn problem_responses(operation: &mut serde_json::Value) {
                 "content": body.clone()
             })
         });
-        responses.entry("503").or_insert_with(
-            || json!({ "description": "The database is unavailable", "content": body.clone() }),
-        );
+        responses
+            .entry("503")
+            .or_insert_with(|| problem_response("The database is unavailable"));
     }
+}
+
+/// The standard reason phrase of a status code, as a default description.
+fn reason(status: &str) -> String {
+    status
+        .parse::<u16>()
+        .ok()
+        .and_then(|code| actix_web::http::StatusCode::from_u16(code).ok())
+        .and_then(|code| code.canonical_reason())
+        .unwrap_or("Response")
+        .to_owned()
 }
 
 /// The document as pretty JSON with a trailing newline: the form checked in

@@ -46,7 +46,9 @@ pub async fn create(
     Ok(HttpResponse::Created().json(IssuedApiKey::from(key)))
 }
 
-/// Revoke an API key. The workspace's last active key cannot be revoked.
+/// Revoke an API key. Neither the workspace's last active key nor the key
+/// sending the request can be revoked: to rotate, create a new key and
+/// revoke the old one with it.
 #[utoipa::path(
     tag = "api-keys",
     params(("id" = i64, Path, description = "API key id")),
@@ -54,7 +56,7 @@ pub async fn create(
         (status = 200, body = ApiKey),
         (status = 401, body = Problem),
         (status = 404, body = Problem),
-        (status = 409, body = Problem, description = "It is the last active key")
+        (status = 409, body = Problem, description = "It is the last active key, or the key sending the request")
     ),
     security(("api_key" = []))
 )]
@@ -64,9 +66,16 @@ pub async fn revoke(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = state
-        .store
-        .revoke_api_key(auth.0.workspace_id, ApiKeyId(id.into_inner()))
-        .await?;
+    let id = ApiKeyId(id.into_inner());
+    if id == auth.0.key_id {
+        return Err(ApiError::Conflict {
+            code: "own_key",
+            message: "a key cannot revoke itself: revoke it with another key of the workspace"
+                .into(),
+            pointer: None,
+            candidates: Vec::new(),
+        });
+    }
+    let key = state.store.revoke_api_key(auth.0.workspace_id, id).await?;
     Ok(HttpResponse::Ok().json(ApiKey::from(key)))
 }
