@@ -32,6 +32,14 @@ pub(crate) async fn ensure_tags<C: ConnectionTrait>(
     if unique.is_empty() {
         return Ok(HashMap::new());
     }
+    // Tags are created once and applied many times: look them up first and
+    // write only the missing ones, so the usual write costs one read.
+    let keys: Vec<String> = unique.keys().cloned().collect();
+    let mut ids = tag_ids(conn, workspace_id, &keys).await?;
+    unique.retain(|key, _| !ids.contains_key(key));
+    if unique.is_empty() {
+        return Ok(ids);
+    }
     let now = Timestamp::now().get();
     let entries: Vec<_> = unique.iter().collect();
     for chunk in entries.chunks(rows_per_statement(4)) {
@@ -44,6 +52,7 @@ pub(crate) async fn ensure_tags<C: ConnectionTrait>(
                 tag::Column::NameKey,
                 tag::Column::CreatedAt,
             ])
+            // A concurrent writer may create the same tag first: keep theirs.
             .on_conflict(
                 OnConflict::columns([tag::Column::WorkspaceId, tag::Column::NameKey])
                     .do_nothing()
@@ -59,7 +68,17 @@ pub(crate) async fn ensure_tags<C: ConnectionTrait>(
         }
         conn.execute(&insert).await?;
     }
-    let keys: Vec<String> = unique.into_keys().collect();
+    let missing: Vec<String> = unique.into_keys().collect();
+    ids.extend(tag_ids(conn, workspace_id, &missing).await?);
+    Ok(ids)
+}
+
+/// Ids of the tags with these keys, by key.
+async fn tag_ids<C: ConnectionTrait>(
+    conn: &C,
+    workspace_id: WorkspaceId,
+    keys: &[String],
+) -> Result<HashMap<String, i64>, StoreError> {
     let mut ids = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(MAX_IN_LIST) {
         let rows = tag::Entity::find()
