@@ -237,6 +237,20 @@ async fn phase(
         println!("{rate}/s: nothing observed");
         return;
     }
+    // Where the time went: the worker's own view of its jobs, cumulative
+    // over the run (`INCREMENTAL_METRICS=1`).
+    if std::env::var_os("INCREMENTAL_METRICS").is_some() {
+        for line in app.metrics().await.lines() {
+            if line.contains("kind=\"contacts_changed\"")
+                && (line.contains("_sum")
+                    || line.contains("_count")
+                    || line.contains("le=\"0.05\"")
+                    || line.contains("le=\"0.5\""))
+            {
+                println!("  {line}");
+            }
+        }
+    }
     let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1e3;
     println!(
         "{rate} writes/s for {seconds} s ({}): {} acknowledged, {} seen in the set, {} failed; 2xx -> set: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

@@ -72,6 +72,9 @@ pub struct WorkerSection {
     pub heartbeat_secs: u64,
     /// How long a shutdown waits for running jobs.
     pub shutdown_timeout_secs: u64,
+    /// How often each worker process checks for waiting jobs and wakes
+    /// its workers: the longest a job can wait for a missed wake-up.
+    pub wake_interval_ms: u64,
     /// Where `segments worker` serves `/metrics` and `/healthz`; empty
     /// for nowhere. (`segments serve` serves them on the API's address.)
     pub metrics_bind: String,
@@ -146,6 +149,7 @@ impl Default for Settings {
                 reconcile_schedule: "0 * * * * *".into(),
                 heartbeat_secs: 5,
                 shutdown_timeout_secs: 30,
+                wake_interval_ms: 50,
                 metrics_bind: "127.0.0.1:9464".into(),
             },
             telemetry: TelemetrySection {
@@ -199,6 +203,7 @@ impl Settings {
             concurrency: self.worker.concurrency,
             reconcile_schedule: self.worker.reconcile_schedule.clone(),
             heartbeat: Duration::from_secs(self.worker.heartbeat_secs),
+            wake_interval: Duration::from_millis(self.worker.wake_interval_ms),
         }
     }
 
