@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod convergence;
+mod crash;
 mod outage;
 mod sets;
 

@@ -96,8 +96,9 @@ impl std::fmt::Debug for JobQueue {
     }
 }
 
-/// How workers poll and notice each other's deaths.
-fn queue_config(queue: &str, heartbeat: Duration) -> Config {
+/// How workers poll and notice each other's deaths: the apalis-redis
+/// settings of the queue named `queue`.
+pub fn queue_config(queue: &str, heartbeat: Duration) -> Config {
     Config::default()
         .queue(queue)
         .persist_results(true)
