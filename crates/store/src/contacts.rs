@@ -3,7 +3,9 @@
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+};
 use segments_domain::contact::{ContactFields, resolve_attributes};
 use segments_domain::{
     Contact, ContactId, ContactPatch, FieldError, Timestamp, Violations, WorkspaceId,
@@ -133,15 +135,17 @@ impl Store {
             .into_table(contact::Entity)
             .columns(WRITTEN_COLUMNS)
             .values(row_values(workspace_id, &fields, now, now))?
-            .returning(Query::returning().column(contact::Column::Id));
+            .returning_all();
         let row = match txn.query_one(&insert).await {
             Ok(row) => row,
             Err(e) if is_unique_violation(&e) => return Err(external_id_taken(&fields)),
             Err(e) => return Err(e.into()),
         };
-        let id: i64 = row
-            .ok_or_else(|| sea_orm::DbErr::RecordNotInserted)?
-            .try_get("", "id")?;
+        let stored = contact::Model::from_query_result(
+            &row.ok_or_else(|| sea_orm::DbErr::RecordNotInserted)?,
+            "",
+        )?;
+        let id = stored.id;
         apply_tag_changes(
             &txn,
             workspace_id,
@@ -153,8 +157,11 @@ impl Store {
         .await?;
         write_attributes(&txn, &[(id, attributes)]).await?;
         changes::record(&txn, workspace_id, &[id], &changes::everything()).await?;
+        // Read back inside the transaction, from the returned row: the
+        // answer is exactly what this write committed.
+        let contact = load_one(&txn, stored).await?;
         txn.commit().await?;
-        self.get_contact(workspace_id, ContactId(id)).await
+        Ok(contact)
     }
 
     pub async fn get_contact(
@@ -247,11 +254,13 @@ impl Store {
                 update.value(column, value);
             }
         }
-        match txn.execute(&update).await {
-            Ok(_) => {}
+        update.returning_all();
+        let stored = match txn.query_one(&update).await {
+            Ok(Some(row)) => contact::Model::from_query_result(&row, "")?,
+            Ok(None) => return Err(StoreError::not_found("contact", id)),
             Err(e) if is_unique_violation(&e) => return Err(external_id_taken(&fields)),
             Err(e) => return Err(e.into()),
-        }
+        };
         apply_tag_changes(
             &txn,
             workspace_id,
@@ -263,8 +272,9 @@ impl Store {
         .await?;
         write_attributes(&txn, &[(id.0, attributes)]).await?;
         changes::record(&txn, workspace_id, &[id.0], &changes::touched(patch)).await?;
+        let contact = load_one(&txn, stored).await?;
         txn.commit().await?;
-        self.get_contact(workspace_id, id).await
+        Ok(contact)
     }
 
     pub async fn delete_contact(
@@ -444,4 +454,16 @@ impl Store {
         outcome.rejected.sort_by_key(|r| r.0);
         Ok(outcome)
     }
+}
+
+/// One stored row with its tags and attributes.
+async fn load_one<C: ConnectionTrait>(
+    conn: &C,
+    model: contact::Model,
+) -> Result<Contact, StoreError> {
+    let id = model.id;
+    load_contacts(conn, vec![model])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::not_found("contact", ContactId(id)))
 }

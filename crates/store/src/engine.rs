@@ -110,25 +110,35 @@ impl Store {
         workspace_id: WorkspaceId,
     ) -> Result<String, StoreError> {
         use crate::entities::{attribute_definition, segment};
-        let segments: Option<(i64, Option<i64>, Option<chrono::DateTime<chrono::Utc>>)> =
-            segment::Entity::find()
-                .select_only()
-                .expr(Expr::col(segment::Column::Id).count())
-                .expr(Expr::col(segment::Column::Id).max())
-                .expr(Expr::col(segment::Column::UpdatedAt).max())
-                .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
-                .into_tuple()
-                .one(&self.db)
-                .await?;
-        let attributes: Option<(i64, Option<i64>)> = attribute_definition::Entity::find()
-            .select_only()
+        use sea_orm::sea_query::{Query, UnionType};
+        // One statement, two rows: it runs before every job and catalog read.
+        let mut select = Query::select();
+        select
+            .expr(Expr::val("segments"))
+            .expr(Expr::col(segment::Column::Id).count())
+            .expr(Expr::col(segment::Column::Id).max())
+            .expr(Expr::col(segment::Column::UpdatedAt).max())
+            .from(segment::Entity)
+            .and_where(Expr::col(segment::Column::WorkspaceId).eq(workspace_id.0));
+        let mut attributes = Query::select();
+        attributes
+            .expr(Expr::val("attributes"))
             .expr(Expr::col(attribute_definition::Column::Id).count())
             .expr(Expr::col(attribute_definition::Column::Id).max())
-            .filter(attribute_definition::Column::WorkspaceId.eq(workspace_id.0))
-            .into_tuple()
-            .one(&self.db)
-            .await?;
-        Ok(format!("{segments:?}/{attributes:?}"))
+            .expr(Expr::col(attribute_definition::Column::CreatedAt).max())
+            .from(attribute_definition::Entity)
+            .and_where(Expr::col(attribute_definition::Column::WorkspaceId).eq(workspace_id.0));
+        select.union(UnionType::All, attributes);
+        let mut parts = Vec::with_capacity(2);
+        for row in self.db.query_all(&select).await? {
+            let kind: String = row.try_get_by_index(0)?;
+            let count: i64 = row.try_get_by_index(1)?;
+            let max_id: Option<i64> = row.try_get_by_index(2)?;
+            let latest: Option<chrono::DateTime<chrono::Utc>> = row.try_get_by_index(3)?;
+            parts.push(format!("{kind}:{count}:{max_id:?}:{latest:?}"));
+        }
+        parts.sort();
+        Ok(parts.join("/"))
     }
 
     /// The workspace's catalog. Parsing every segment's tree on each request
