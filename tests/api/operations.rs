@@ -1,21 +1,8 @@
 //! What operators rely on: Prometheus metrics and per-key rate limiting.
 
 use segments_api::{HttpSettings, RateLimit};
-use segments_tests::{Backend, TestApp, on_both_backends};
+use segments_tests::{Backend, TestApp, metric as sample, on_both_backends};
 use serde_json::json;
-
-/// The value of the first sample of `name` whose labels include every one
-/// of `labels` (e.g. `route="/v1/contacts/{id}"`).
-fn sample(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    exposition
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .find(|(series, _)| {
-            series.split('{').next() == Some(name) && labels.iter().all(|l| series.contains(l))
-        })
-        .and_then(|(_, value)| value.parse().ok())
-}
 
 async fn http_latency_is_recorded_by_route_template(backend: Backend) {
     let app = TestApp::spawn(backend).await;

@@ -303,19 +303,6 @@ async fn finished_jobs_are_vacuumed(backend: Backend) {
     app.stop().await;
 }
 
-/// The first sample of `name` whose series contains every label.
-fn sample(exposition: &str, name: &str, labels: &[&str]) -> f64 {
-    exposition
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .find(|(series, _)| {
-            series.split('{').next() == Some(name) && labels.iter().all(|l| series.contains(l))
-        })
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or(0.0)
-}
-
 async fn jobs_rebuilds_and_member_changes_are_counted(backend: Backend) {
     let app = TestApp::spawn_materialized(backend, REDIS, 1).await;
     let before = app.metrics().await;
@@ -337,7 +324,9 @@ async fn jobs_rebuilds_and_member_changes_are_counted(backend: Backend) {
     converged(&app, Duration::from_secs(30)).await;
     // The set converged, but the job's bookkeeping follows its last write.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let metric = |e: &str, name: &str, labels: &[&str]| sample(e, name, labels);
+    let metric = |e: &str, name: &str, labels: &[&str]| {
+        segments_tests::metric(e, name, labels).unwrap_or(0.0)
+    };
     loop {
         let after = app.metrics().await;
         let grew = |name: &str, labels: &[&str]| {

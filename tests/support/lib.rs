@@ -269,6 +269,19 @@ impl TestApp {
     }
 }
 
+/// The value of the first sample of `name` in a Prometheus exposition
+/// whose labels include every one of `labels` (e.g. `kind="rebuild"`).
+pub fn metric(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(series, _)| {
+            series.split('{').next() == Some(name) && labels.iter().all(|l| series.contains(l))
+        })
+        .and_then(|(_, value)| value.parse().ok())
+}
+
 async fn read(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();

@@ -144,8 +144,7 @@ impl JobQueue {
     pub async fn depth(&self) -> Result<u64, WorkerError> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
-        pipe.zcard(self.config.scheduled_jobs_set())
-            .llen(self.config.active_jobs_list());
+        self.read_depth(&mut pipe);
         let read = pipe.query_async::<(u64, u64)>(&mut conn);
         let (scheduled, active) = tokio::time::timeout(self.timeout, read)
             .await
@@ -153,6 +152,24 @@ impl JobQueue {
         let depth = scheduled + active;
         crate::metrics::queue_depth(depth);
         Ok(depth)
+    }
+
+    /// Publishes the wake-up idle workers listen for.
+    async fn wake(&self) -> Result<(), WorkerError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&self.wake_channel)
+            .arg("1")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds the reads of the queue's depth — jobs scheduled (due or not)
+    /// and jobs ready — to `pipe`; they answer `(u64, u64)`.
+    fn read_depth<'p>(&self, pipe: &'p mut redis::Pipeline) -> &'p mut redis::Pipeline {
+        pipe.zcard(self.config.scheduled_jobs_set())
+            .llen(self.config.active_jobs_list())
     }
 
     async fn push_envelope(&self, envelope: Envelope) -> Result<(), WorkerError> {
@@ -172,9 +189,8 @@ impl JobQueue {
             pipe.cmd("PUBLISH")
                 .arg(&self.wake_channel)
                 .arg("1")
-                .ignore()
-                .zcard(self.config.scheduled_jobs_set())
-                .llen(self.config.active_jobs_list());
+                .ignore();
+            self.read_depth(&mut pipe);
             let (scheduled, active): (u64, u64) = pipe.query_async(&mut conn).await?;
             self.backlog.store(scheduled + active, Ordering::Relaxed);
             Ok::<(), WorkerError>(())
@@ -511,36 +527,25 @@ pub async fn run(
 /// with a 5 s heartbeat, half the jobs waited over 0.5 s at 200 jobs/s).
 /// Checking the queue every `wake_interval` bounds that wait.
 async fn nudge(materializer: Arc<Materializer>, every: Duration, rx: watch::Receiver<bool>) {
-    let queue = materializer.keys.queue();
-    let config = queue_config(&queue, every);
-    let channel = format!("tasks:{queue}:active:available");
+    let queue = JobQueue::new(
+        materializer.redis(),
+        &materializer.keys.queue(),
+        every,
+        Duration::from_secs(1),
+    );
     let mut stop = std::pin::pin!(stopped(rx));
     loop {
         tokio::select! {
             _ = &mut stop => return,
             () = tokio::time::sleep(every) => {}
         }
-        let mut conn = materializer.redis();
-        let mut pipe = redis::pipe();
-        pipe.zcard(config.scheduled_jobs_set())
-            .llen(config.active_jobs_list());
-        let waiting = match pipe.query_async::<(u64, u64)>(&mut conn).await {
-            Ok((scheduled, active)) => scheduled + active,
-            Err(e) => {
-                tracing::debug!(error = %e, "queue depth not read");
-                continue;
-            }
+        let woken = match queue.depth().await {
+            Ok(0) => Ok(()),
+            Ok(_) => queue.wake().await,
+            Err(e) => Err(e),
         };
-        crate::metrics::queue_depth(waiting);
-        if waiting > 0 {
-            let published: Result<i64, _> = redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg("1")
-                .query_async(&mut conn)
-                .await;
-            if let Err(e) = published {
-                tracing::debug!(error = %e, "wake-up not published");
-            }
+        if let Err(e) = woken {
+            tracing::debug!(error = %e, "queue not checked");
         }
     }
 }
