@@ -53,13 +53,7 @@ async fn a_job_whose_worker_died_is_run_by_the_next_worker(backend: Backend) {
         .await
         .expect("the doomed worker never took the job");
     doomed.abort();
-    let ws = app
-        .store
-        .authenticate(&app.key)
-        .await
-        .unwrap()
-        .unwrap()
-        .workspace_id;
+    let ws = app.workspace_id().await;
     assert!(m.status(ws, SegmentId(segment)).await.unwrap().is_none());
 
     // The next worker (the reconciler off, as in every test here) notices

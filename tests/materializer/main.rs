@@ -20,13 +20,7 @@ pub const REDIS: &str = "redis://127.0.0.1:6379";
 /// with the two member lists.
 pub async fn differences(app: &TestApp) -> Vec<(SegmentId, Vec<ContactId>, Vec<ContactId>)> {
     let m = &app.materialized.as_ref().unwrap().materializer;
-    let ws = app
-        .store
-        .authenticate(&app.key)
-        .await
-        .unwrap()
-        .unwrap()
-        .workspace_id;
+    let ws = app.workspace_id().await;
     let catalog = app.store.catalog(ws, &Registry::builtin()).await.unwrap();
     let mut out = Vec::new();
     for record in &catalog.records {

@@ -19,12 +19,7 @@ async fn dynamic(app: &TestApp, conditions: Value) -> i64 {
 }
 
 async fn workspace(app: &TestApp) -> WorkspaceId {
-    app.store
-        .authenticate(&app.key)
-        .await
-        .unwrap()
-        .unwrap()
-        .workspace_id
+    app.workspace_id().await
 }
 
 async fn sets_follow_every_kind_of_write(backend: Backend) {

@@ -165,6 +165,16 @@ impl TestApp {
         }
     }
 
+    /// The workspace of this app's key.
+    pub async fn workspace_id(&self) -> segments_domain::WorkspaceId {
+        self.store
+            .authenticate(&self.key)
+            .await
+            .expect("authenticate")
+            .expect("a valid key")
+            .workspace_id
+    }
+
     /// Creates another workspace and returns its key.
     pub async fn other_workspace(&self) -> String {
         let (_, key) = self

@@ -67,28 +67,8 @@ fn openapi_prints_the_document() {
 #[test]
 fn workspace_create_prints_a_working_key_and_serve_stops_on_sigterm() {
     let scratch = Scratch::new("serve");
-    let out = scratch
-        .command()
-        .args(["workspace", "create", "Acme"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let key = stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("seg_"))
-        .expect("a key")
-        .to_owned();
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let key = create_workspace(&scratch);
+    let port = free_port();
     let mut server = scratch
         .command()
         .arg("serve")
