@@ -131,8 +131,8 @@ impl Default for Settings {
                 max_body_bytes: 1024 * 1024,
                 max_bulk_body_bytes: 32 * 1024 * 1024,
                 workers: 0,
-                rate_limit_per_second: 100,
-                rate_limit_burst: 200,
+                rate_limit_per_second: 1_000,
+                rate_limit_burst: 2_000,
             },
             redis: RedisSection {
                 enabled: true,
