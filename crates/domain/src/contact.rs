@@ -259,6 +259,21 @@ pub struct ContactPatch {
     pub attributes: RawAttributes,
 }
 
+impl ContactPatch {
+    /// Whether the patch changes any of the contact's own columns (as opposed
+    /// to only its tags or attribute values).
+    pub fn touches_fields(&self) -> bool {
+        self.external_id.is_some()
+            || self.name.is_some()
+            || self.phone.is_some()
+            || self.email.is_some()
+            || self.channel.is_some()
+            || self.opted_in.is_some()
+            || self.opted_in_at.is_some()
+            || self.first_contacted_at.is_some()
+    }
+}
+
 impl ContactFields {
     /// Applies `patch` as of `now`.
     ///

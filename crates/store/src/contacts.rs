@@ -221,17 +221,52 @@ impl Store {
     ) -> Result<Contact, StoreError> {
         let now = Timestamp::now();
         let txn = self.begin_write().await?;
-        let mut select = contact::Entity::find_by_id(id.0)
-            .filter(contact::Column::WorkspaceId.eq(workspace_id.0));
-        if self.backend() == DbBackend::Postgres {
-            // Serialises concurrent patches of one contact, so that read-modify-
-            // write rules (the opt-in stamp) see the latest state.
-            select = select.lock_exclusive();
+        let mut update = Query::update();
+        update
+            .table(contact::Entity)
+            .and_where(Expr::col(contact::Column::Id).eq(id.0))
+            .and_where(Expr::col(contact::Column::WorkspaceId).eq(workspace_id.0));
+        let mut fields = None;
+        if patch.touches_fields() {
+            // Field rules read the current values (the opt-in stamp): read
+            // them under a row lock so concurrent patches apply in turn.
+            let mut select = contact::Entity::find_by_id(id.0)
+                .filter(contact::Column::WorkspaceId.eq(workspace_id.0));
+            if self.backend() == DbBackend::Postgres {
+                select = select.lock_exclusive();
+            }
+            let model = select
+                .one(&txn)
+                .await?
+                .ok_or_else(|| StoreError::not_found("contact", id))?;
+            let mut patched = fields_of(&model);
+            patched.apply(patch, now)?;
+            let values = row_values(workspace_id, &patched, now, now);
+            for (column, value) in WRITTEN_COLUMNS.into_iter().zip(values) {
+                if !matches!(
+                    column,
+                    contact::Column::WorkspaceId | contact::Column::CreatedAt
+                ) {
+                    update.value(column, value);
+                }
+            }
+            fields = Some(patched);
+        } else {
+            // Tags and attributes only: the row just records the change,
+            // and the UPDATE itself takes the row lock.
+            update.value(contact::Column::UpdatedAt, now.get());
         }
-        let model = select
-            .one(&txn)
-            .await?
-            .ok_or_else(|| StoreError::not_found("contact", id))?;
+        update.returning_all();
+        let stored = match txn.query_one(&update).await {
+            Ok(Some(row)) => contact::Model::from_query_result(&row, "")?,
+            Ok(None) => return Err(StoreError::not_found("contact", id)),
+            Err(e) => match &fields {
+                Some(f) if is_unique_violation(&e) => return Err(external_id_taken(f)),
+                _ => return Err(e.into()),
+            },
+        };
+        // After the contact is known to exist (a missing contact answers
+        // 404 before any 422); a failure here rolls the update back.
         // Most writes (tags, opt-in, channel) name no attribute: skip the read.
         let defs = if patch.attributes.is_empty() {
             HashMap::new()
@@ -239,28 +274,6 @@ impl Store {
             definitions(&txn, workspace_id).await?
         };
         let attributes = resolve_attributes(&patch.attributes, |k| defs.get(k.as_str()).copied())?;
-        let mut fields = fields_of(&model);
-        fields.apply(patch, now)?;
-        let values = row_values(workspace_id, &fields, now, now);
-        let mut update = Query::update();
-        update
-            .table(contact::Entity)
-            .and_where(Expr::col(contact::Column::Id).eq(id.0));
-        for (column, value) in WRITTEN_COLUMNS.into_iter().zip(values) {
-            if !matches!(
-                column,
-                contact::Column::WorkspaceId | contact::Column::CreatedAt
-            ) {
-                update.value(column, value);
-            }
-        }
-        update.returning_all();
-        let stored = match txn.query_one(&update).await {
-            Ok(Some(row)) => contact::Model::from_query_result(&row, "")?,
-            Ok(None) => return Err(StoreError::not_found("contact", id)),
-            Err(e) if is_unique_violation(&e) => return Err(external_id_taken(&fields)),
-            Err(e) => return Err(e.into()),
-        };
         apply_tag_changes(
             &txn,
             workspace_id,
