@@ -21,7 +21,6 @@ use segments_conditions::{Limits, Registry};
 use segments_domain::{ContactId, SegmentId, WorkspaceId};
 use segments_store::Store;
 use segments_worker::{JobQueue, Materializer};
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use extract::BodyLimit;
@@ -172,8 +171,7 @@ pub fn configure(
                 }),
             )
             .service(
-                SwaggerUi::new("/swagger-ui/{_:.*}")
-                    .url("/openapi.json", openapi::ApiDoc::openapi()),
+                SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", openapi::spec().clone()),
             )
             // Literal paths before `{id}` ones, so `batch-get` is never read as an id.
             .service(routes::contacts::bulk_upsert)
@@ -219,7 +217,7 @@ pub fn configure(
 }
 
 async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(openapi::ApiDoc::openapi())
+    HttpResponse::Ok().json(openapi::spec())
 }
 
 async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {

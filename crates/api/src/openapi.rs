@@ -196,10 +196,18 @@ fn reason(status: &str) -> String {
         .to_owned()
 }
 
+/// The document, built once per process: generating it walks every
+/// handler and runs the modifiers (a JSON round trip), and Swagger UI asks
+/// for it once per HTTP worker thread.
+pub fn spec() -> &'static utoipa::openapi::OpenApi {
+    static SPEC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    SPEC.get_or_init(ApiDoc::openapi)
+}
+
 /// The document as pretty JSON with a trailing newline: the form checked in
 /// at `openapi/openapi.json`.
 pub fn document() -> String {
-    let mut json = ApiDoc::openapi()
+    let mut json = spec()
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     json.push('\n');
