@@ -2,12 +2,12 @@
 //! worker, without the reconciler.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
 use segments_domain::SegmentId;
-use segments_tests::{Backend, TestApp, on_both_backends};
+use segments_tests::{Backend, TestApp, eventually, on_both_backends};
 use segments_worker::{Envelope, WorkerSettings};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -63,20 +63,19 @@ async fn a_job_whose_worker_died_is_run_by_the_next_worker(backend: Backend) {
         concurrency: 2,
         reconcile_schedule: "0 0 0 1 1 * 2099".into(),
         heartbeat,
-        wake_interval: Duration::from_millis(50),
+        ..WorkerSettings::default()
     };
     let next = tokio::spawn(segments_worker::run(m.clone(), settings, async move {
         let mut rx = rx;
         let _ = rx.wait_for(|s| *s).await;
     }));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while m.status(ws, SegmentId(segment)).await.unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the dead worker's job was never run again"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(30), || async {
+        match m.status(ws, SegmentId(segment)).await.unwrap() {
+            Some(_) => Ok(()),
+            None => Err("the dead worker's job was never run again".to_owned()),
+        }
+    })
+    .await;
     converged(&app, Duration::from_secs(10)).await;
     let _ = stop.send(true);
     let _ = next.await;

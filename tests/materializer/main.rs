@@ -8,7 +8,7 @@ mod crash;
 mod outage;
 mod sets;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use segments_conditions::{Registry, SegmentSql};
 use segments_domain::{ContactId, SegmentId, Timestamp};
@@ -38,13 +38,13 @@ pub async fn differences(app: &TestApp) -> Vec<(SegmentId, Vec<ContactId>, Vec<C
 
 /// Waits until every set equals SQL; fails with the differences after `within`.
 pub async fn converged(app: &TestApp, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
+    segments_tests::eventually(within, || async {
         let diff = differences(app).await;
         if diff.is_empty() {
-            return;
+            Ok(())
+        } else {
+            Err(format!("sets did not converge: {diff:?}"))
         }
-        assert!(Instant::now() < deadline, "sets did not converge: {diff:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }

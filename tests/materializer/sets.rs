@@ -269,32 +269,22 @@ async fn finished_jobs_are_vacuumed(backend: Backend) {
     converged(&app, Duration::from_secs(30)).await;
     let m = &app.materialized.as_ref().unwrap().materializer;
     let queue = m.keys().queue();
-    let mut conn = m.redis();
-    let leftovers = |conn: &mut redis::aio::ConnectionManager| {
-        let pattern = format!("{queue}:meta:*");
-        let mut conn = conn.clone();
-        async move {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(pattern)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            keys.len()
-        }
-    };
     // Every job is done once the sets have converged, give or take its acknowledgement.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    segments_tests::eventually(Duration::from_secs(30), || async {
         m.vacuum_jobs().await.unwrap();
-        if leftovers(&mut conn).await == 0 {
-            break;
+        let mut conn = m.redis();
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{queue}:meta:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("finished jobs were not vacuumed: {left:?}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "finished jobs were not vacuumed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     app.stop().await;
 }
 
@@ -318,46 +308,49 @@ async fn jobs_rebuilds_and_member_changes_are_counted(backend: Backend) {
         .expect(200);
     converged(&app, Duration::from_secs(30)).await;
     // The set converged, but the job's bookkeeping follows its last write.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let metric = |e: &str, name: &str, labels: &[&str]| {
+    let expected: [(&str, &[&str]); 7] = [
+        ("segments_jobs_enqueued_total", &[r#"kind="rebuild""#]),
+        (
+            "segments_jobs_total",
+            &[r#"kind="rebuild""#, r#"outcome="done""#],
+        ),
+        (
+            "segments_jobs_total",
+            &[r#"kind="contacts_changed""#, r#"outcome="done""#],
+        ),
+        (
+            "segments_job_latency_seconds_count",
+            &[r#"kind="contacts_changed""#],
+        ),
+        ("segments_rebuild_duration_seconds_count", &[]),
+        (
+            "segments_members_changed_total",
+            &[r#"change="entered""#, r#"cause="write""#],
+        ),
+        (
+            "segments_members_changed_total",
+            &[r#"change="exited""#, r#"cause="write""#],
+        ),
+    ];
+    let value = |e: &str, name: &str, labels: &[&str]| {
         segments_tests::metric(e, name, labels).unwrap_or(0.0)
     };
-    loop {
+    segments_tests::eventually(Duration::from_secs(10), || async {
         let after = app.metrics().await;
-        let grew = |name: &str, labels: &[&str]| {
-            metric(&after, name, labels) > metric(&before, name, labels)
-        };
-        let all = grew("segments_jobs_enqueued_total", &[r#"kind="rebuild""#])
-            && grew(
-                "segments_jobs_total",
-                &[r#"kind="rebuild""#, r#"outcome="done""#],
-            )
-            && grew(
-                "segments_jobs_total",
-                &[r#"kind="contacts_changed""#, r#"outcome="done""#],
-            )
-            && grew(
-                "segments_job_latency_seconds_count",
-                &[r#"kind="contacts_changed""#],
-            )
-            && grew("segments_rebuild_duration_seconds_count", &[])
-            && grew(
-                "segments_members_changed_total",
-                &[r#"change="entered""#, r#"cause="write""#],
-            )
-            && grew(
-                "segments_members_changed_total",
-                &[r#"change="exited""#, r#"cause="write""#],
-            );
-        if all && after.contains("segments_job_queue_depth ") {
-            break;
+        let stuck: Vec<&str> = expected
+            .iter()
+            .filter(|(name, labels)| value(&after, name, labels) <= value(&before, name, labels))
+            .map(|(name, _)| *name)
+            .collect();
+        if stuck.is_empty() && after.contains("segments_job_queue_depth ") {
+            Ok(())
+        } else {
+            Err(format!(
+                "metrics did not move (segment {vip}): {stuck:?}\n{after}"
+            ))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "metrics did not move (segment {vip}):\n{after}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     app.stop().await;
 }
 

@@ -279,6 +279,23 @@ impl TestApp {
     }
 }
 
+/// Polls `check` until it answers `Ok`; past `within`, fails the test with
+/// its last `Err`. For what converges asynchronously (sets, jobs, metrics).
+pub async fn eventually<F, Fut>(within: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(why) => assert!(std::time::Instant::now() < deadline, "{why}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The value of the first sample of `name` in a Prometheus exposition
 /// whose labels include every one of `labels` (e.g. `kind="rebuild"`).
 pub fn metric(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {

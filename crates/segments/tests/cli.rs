@@ -77,32 +77,16 @@ fn workspace_create_prints_a_working_key_and_serve_stops_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let ready = rt.block_on(async {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-                && r.status() == 200
-            {
-                let contacts = client
-                    .get(format!("{base}/v1/contacts"))
-                    .bearer_auth(&key)
-                    .send()
-                    .await
-                    .unwrap();
-                return contacts.status().as_u16();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        0
-    });
+    wait_ready(port);
+    let contacts = http(port, "GET", "/v1/contacts", &key, "").unwrap_or_default();
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
     let status = server.wait().unwrap();
-    assert_eq!(ready, 200, "the server never answered with the created key");
+    assert!(
+        contacts.starts_with("HTTP/1.1 200"),
+        "the server did not accept the created key: {contacts}"
+    );
     assert!(status.success(), "serve exited with {status} on SIGTERM");
 }
 
@@ -215,18 +199,29 @@ fn import_reports_rejected_lines_and_is_idempotent_by_external_id() {
 fn wait_ready(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut reply = String::new();
-            let _ = s.read_to_string(&mut reply);
-            if reply.starts_with("HTTP/1.1 200") {
-                return;
-            }
+        if http(port, "GET", "/readyz", "", "").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            return;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the server never became ready");
+}
+
+/// One HTTP/1.1 request over a fresh connection, answered in full; `None`
+/// when nothing listens. Raw, so a test can also stop halfway through one.
+fn http(port: u16, method: &str, path: &str, key: &str, body: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    Some(reply)
 }
 
 #[test]
@@ -248,24 +243,14 @@ fn sigterm_drains_in_flight_requests_and_queued_jobs_survive() {
         .unwrap();
     wait_ready(port);
 
-    let request = |method: &str, path: &str, body: &str| {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        reply
-    };
-    let created = request(
+    let created = http(
+        port,
         "POST",
         "/v1/segments",
+        &key,
         r#"{"name": "vip", "kind": "dynamic", "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}}"#,
-    );
+    )
+    .unwrap_or_default();
     assert!(created.starts_with("HTTP/1.1 201"), "{created}");
 
     // A request in flight when SIGTERM arrives: headers and half the body sent.
