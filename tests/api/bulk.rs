@@ -175,7 +175,40 @@ async fn bulk_limits_are_enforced(backend: Backend) {
     app.stop().await;
 }
 
+/// What the planner believes `contacts` holds: `None` before any analysis.
+async fn planned_contacts(app: &TestApp) -> Option<i64> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.store.connection();
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        // -1 means never analyzed (PostgreSQL 14 and later).
+        sea_orm::DbBackend::Postgres => {
+            "SELECT CAST(reltuples AS BIGINT) AS n FROM pg_class WHERE relname = 'contacts' AND reltuples >= 0"
+        }
+        // The first number of a stat line is the table's row count.
+        _ => "SELECT CAST(stat AS INTEGER) AS n FROM sqlite_stat1 WHERE tbl = 'contacts' LIMIT 1",
+    };
+    match db.query_one_raw(Statement::from_string(backend, sql)).await {
+        Ok(Some(row)) => row.try_get::<i64>("", "n").ok(),
+        // sqlite_stat1 exists only once something was analyzed.
+        _ => None,
+    }
+}
+
+async fn bulk_loads_refresh_the_planners_statistics(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.attribute("score", "number").await;
+    app.attribute("tier", "text").await;
+    app.post("/v1/contacts/bulk-upsert", batch(300))
+        .await
+        .expect(200);
+    assert_eq!(planned_contacts(&app).await, None);
+    app.store.refresh_statistics().await.unwrap();
+    assert_eq!(planned_contacts(&app).await, Some(300));
+}
+
 on_both_backends!(
+    bulk_loads_refresh_the_planners_statistics,
     bulk_upsert_is_idempotent,
     bulk_items_patch_existing_contacts,
     invalid_items_are_reported_and_valid_ones_stored,

@@ -380,6 +380,12 @@ pub async fn run(
         }
     }
     progress.finish_and_clear();
+    if summary.created + summary.updated > 0 {
+        store
+            .refresh_statistics()
+            .await
+            .context("refreshing the planner's statistics")?;
+    }
     summary.rejections.sort_by_key(|r| r.line);
     summary.elapsed = started.elapsed();
     Ok(summary)

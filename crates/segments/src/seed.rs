@@ -176,6 +176,10 @@ pub async fn run(store: &Store, contacts: u64, seed: u64) -> anyhow::Result<()> 
             "seeding"
         );
     }
+    store
+        .refresh_statistics()
+        .await
+        .context("refreshing the planner's statistics")?;
     println!(
         "workspace {} seeded with {contacts} contacts in {:.1} s",
         workspace.id,
