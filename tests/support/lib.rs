@@ -155,7 +155,13 @@ impl TestApp {
             .expect("workspace");
         Self {
             address,
-            client: reqwest::Client::new(),
+            // Idle connections are dropped before the server's keep-alive
+            // (5 s) closes them: reusing one the server is closing fails
+            // the request (IncompleteMessage).
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(4))
+                .build()
+                .expect("HTTP client"),
             key: key.secret,
             store,
             backend,

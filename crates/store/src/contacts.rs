@@ -209,8 +209,8 @@ impl Store {
         after: Option<ContactId>,
         limit: u64,
     ) -> Result<ContactPage, StoreError> {
-        self.contacts_where(workspace_id, Expr::val(true), after, limit)
-            .await
+        // A plain listing by id: no membership query, no planning per call.
+        crate::engine::contacts_page(&self.db, workspace_id, Expr::val(true), after, limit).await
     }
 
     pub async fn update_contact(

@@ -46,15 +46,11 @@ pub(crate) async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConne
     } else {
         options = ConnectOptions::new(url);
         options.map_sqlx_postgres_opts(|o| {
-            // sqlx prepares and caches every statement. PostgreSQL switches a
-            // cached statement to a generic plan after five runs, and a plan
-            // made while a table was small (a fresh import) keeps scanning it
-            // sequentially after it has grown to millions of rows. Custom
-            // plans see the table's real size and the actual parameters
-            // (which tag, which range), at a planning cost far below a scan.
             // JIT compilation cost 200 ms of a 960 ms count over a million
             // contacts and saved nothing: these are short analytical queries.
-            o.options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")])
+            // (Membership queries choose their plans per call: see
+            // `Store::analytical`.)
+            o.options([("jit", "off")])
         });
     }
     options

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use segments_conditions::{
     Backend, ContactSnapshot, Limits, ParseContext, Registry, SegmentDefinition, SegmentKind,
@@ -222,6 +222,33 @@ impl Store {
         })
     }
 
+    /// Opens the transaction a membership query runs in. On PostgreSQL it
+    /// plans each statement for its actual parameters (which tag, which
+    /// range) and the tables' current size: a cached generic plan made while
+    /// a table was small (a fresh import) keeps scanning it sequentially
+    /// after it has grown to millions of rows. Only these analytical reads
+    /// pay for planning every time; the short statements of writes and
+    /// jobs keep PostgreSQL's cached plans, whose planning cost them a third
+    /// of the server's CPU at 500 writes/s when every statement was custom
+    /// planned (BENCHMARKS.md).
+    async fn analytical(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<DatabaseTransaction, StoreError> {
+        let txn = self.db.begin().await?;
+        if self.backend() == DbBackend::Postgres {
+            let mut settings = "SET LOCAL plan_cache_mode = force_custom_plan".to_owned();
+            if let Some(timeout) = timeout {
+                settings.push_str(&format!(
+                    "; SET LOCAL statement_timeout = {}",
+                    timeout.as_millis().max(1)
+                ));
+            }
+            txn.execute_unprepared(&settings).await?;
+        }
+        Ok(txn)
+    }
+
     /// How many of the workspace's contacts satisfy `condition`. With a
     /// timeout, PostgreSQL itself abandons the statement when it runs late.
     pub async fn count_where(
@@ -241,20 +268,9 @@ impl Store {
             )
             .and_where(condition)
             .to_owned();
-        let row = match (timeout, self.backend()) {
-            (Some(timeout), DbBackend::Postgres) => {
-                let txn = self.db.begin().await?;
-                txn.execute_unprepared(&format!(
-                    "SET LOCAL statement_timeout = {}",
-                    timeout.as_millis().max(1)
-                ))
-                .await?;
-                let row = txn.query_one(&select).await.map_err(timeout_error)?;
-                txn.commit().await?;
-                row
-            }
-            _ => self.db.query_one(&select).await?,
-        };
+        let txn = self.analytical(timeout).await?;
+        let row = txn.query_one(&select).await.map_err(timeout_error)?;
+        txn.commit().await?;
         let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -267,25 +283,10 @@ impl Store {
         after: Option<ContactId>,
         limit: u64,
     ) -> Result<ContactPage, StoreError> {
-        let mut query = contact::Entity::find()
-            .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
-            .filter(condition)
-            .order_by_asc(contact::Column::Id)
-            .limit(limit + 1);
-        if let Some(after) = after {
-            query = query.filter(contact::Column::Id.gt(after.0));
-        }
-        let mut models = query.all(&self.db).await?;
-        let next_after = if models.len() as u64 > limit {
-            models.truncate(limit as usize);
-            models.last().map(|m| ContactId(m.id))
-        } else {
-            None
-        };
-        Ok(ContactPage {
-            items: load_contacts(&self.db, models).await?,
-            next_after,
-        })
+        let txn = self.analytical(None).await?;
+        let page = contacts_page(&txn, workspace_id, condition, after, limit).await?;
+        txn.commit().await?;
+        Ok(page)
     }
 
     /// Every id that satisfies `condition`, in order (for tests and checks on
@@ -295,6 +296,7 @@ impl Store {
         workspace_id: WorkspaceId,
         condition: Expr,
     ) -> Result<Vec<ContactId>, StoreError> {
+        let txn = self.analytical(None).await?;
         let ids: Vec<i64> = contact::Entity::find()
             .select_only()
             .column(contact::Column::Id)
@@ -302,28 +304,57 @@ impl Store {
             .filter(condition)
             .order_by_asc(contact::Column::Id)
             .into_tuple()
-            .all(&self.db)
+            .all(&txn)
             .await?;
+        txn.commit().await?;
         Ok(ids.into_iter().map(ContactId).collect())
     }
 
-    /// Streams the ids that satisfy `condition`, so that memory stays flat
-    /// whatever the number of matches.
-    pub async fn stream_ids_where(
+    /// Streams the ids that satisfy `condition` into `batches`, `batch` at a
+    /// time, so that memory stays flat whatever the number of matches; the
+    /// caller consumes them concurrently (a bounded channel paces the
+    /// database to the consumer). Returns how many ids were sent; stops
+    /// early, without error, when the consumer hangs up.
+    pub async fn send_ids_where(
         &self,
         workspace_id: WorkspaceId,
         condition: Expr,
-    ) -> Result<impl futures::Stream<Item = Result<i64, StoreError>> + '_, StoreError> {
-        use futures::StreamExt;
-        let stream = contact::Entity::find()
-            .select_only()
-            .column(contact::Column::Id)
-            .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
-            .filter(condition)
-            .into_tuple::<i64>()
-            .stream(&self.db)
-            .await?;
-        Ok(stream.map(|r| r.map_err(StoreError::from)))
+        batch: usize,
+        mut batches: futures::channel::mpsc::Sender<Vec<i64>>,
+    ) -> Result<u64, StoreError> {
+        use futures::{SinkExt, StreamExt};
+        let batch = batch.max(1);
+        let txn = self.analytical(None).await?;
+        let mut sent = 0u64;
+        {
+            let mut ids = contact::Entity::find()
+                .select_only()
+                .column(contact::Column::Id)
+                .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+                .filter(condition)
+                .into_tuple::<i64>()
+                .stream(&txn)
+                .await?;
+            let mut pending = Vec::with_capacity(batch);
+            loop {
+                let next = ids.next().await.transpose()?;
+                let full = pending.len() >= batch;
+                if (full || next.is_none()) && !pending.is_empty() {
+                    let n = pending.len() as u64;
+                    let out = std::mem::replace(&mut pending, Vec::with_capacity(batch));
+                    if batches.send(out).await.is_err() {
+                        return Ok(sent);
+                    }
+                    sent += n;
+                }
+                match next {
+                    Some(id) => pending.push(id),
+                    None => break,
+                }
+            }
+        }
+        txn.commit().await?;
+        Ok(sent)
     }
 
     /// Contacts as conditions see them in memory (with their static
@@ -357,4 +388,33 @@ fn timeout_error(err: sea_orm::DbErr) -> StoreError {
     } else {
         err.into()
     }
+}
+
+/// A page of contacts satisfying `condition`, read through `conn`.
+pub(crate) async fn contacts_page<C: ConnectionTrait>(
+    conn: &C,
+    workspace_id: WorkspaceId,
+    condition: Expr,
+    after: Option<ContactId>,
+    limit: u64,
+) -> Result<ContactPage, StoreError> {
+    let mut query = contact::Entity::find()
+        .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+        .filter(condition)
+        .order_by_asc(contact::Column::Id)
+        .limit(limit + 1);
+    if let Some(after) = after {
+        query = query.filter(contact::Column::Id.gt(after.0));
+    }
+    let mut models = query.all(conn).await?;
+    let next_after = if models.len() as u64 > limit {
+        models.truncate(limit as usize);
+        models.last().map(|m| ContactId(m.id))
+    } else {
+        None
+    };
+    Ok(ContactPage {
+        items: load_contacts(conn, models).await?,
+        next_after,
+    })
 }

@@ -63,31 +63,25 @@ impl Materializer {
 
         let building = self.keys.building(ws, segment, &token());
         let mut conn = self.redis.clone();
-        let mut ids = self.store.stream_ids_where(ws, condition).await?;
-        let mut batch: Vec<i64> = Vec::with_capacity(self.settings.build_batch);
-        let mut pipe = redis::pipe();
-        let mut pending = 0usize;
-        // Several SADDs in flight per round trip; the first one also sets the
-        // expiry, so an abandoned build cleans itself up.
-        let flush = |pipe: &mut redis::Pipeline, batch: &mut Vec<i64>, first: bool| {
-            pipe.cmd("SADD")
-                .arg(&building)
-                .arg(batch.as_slice())
-                .ignore();
-            if first {
-                pipe.cmd("EXPIRE")
-                    .arg(&building)
-                    .arg(self.settings.build_ttl.as_secs())
-                    .ignore();
-            }
-            batch.clear();
-        };
-        let mut first = true;
-        while let Some(id) = ids.next().await {
-            batch.push(id?);
-            if batch.len() == self.settings.build_batch {
-                flush(&mut pipe, &mut batch, first);
-                first = false;
+        let (tx, mut batches) = futures::channel::mpsc::channel::<Vec<i64>>(1);
+        let produce = self
+            .store
+            .send_ids_where(ws, condition, self.settings.build_batch, tx);
+        let consume = async {
+            let mut pipe = redis::pipe();
+            let mut pending = 0usize;
+            let mut first = true;
+            // Several SADDs in flight per round trip; the first one also sets
+            // the expiry, so an abandoned build cleans itself up.
+            while let Some(ids) = batches.next().await {
+                pipe.cmd("SADD").arg(&building).arg(ids).ignore();
+                if first {
+                    pipe.cmd("EXPIRE")
+                        .arg(&building)
+                        .arg(self.settings.build_ttl.as_secs())
+                        .ignore();
+                    first = false;
+                }
                 pending += 1;
                 if pending == 4 {
                     let () = pipe.query_async(&mut conn).await?;
@@ -95,16 +89,15 @@ impl Materializer {
                     pending = 0;
                 }
             }
-        }
-        drop(ids);
+            if pending > 0 {
+                let () = pipe.query_async(&mut conn).await?;
+            }
+            Ok::<(), WorkerError>(())
+        };
+        let (produced, consumed) = tokio::join!(produce, consume);
+        consumed?;
+        produced?;
         tracing::debug!(elapsed = ?started.elapsed(), "rebuild: ids streamed");
-        if !batch.is_empty() {
-            flush(&mut pipe, &mut batch, first);
-            pending += 1;
-        }
-        if pending > 0 {
-            let () = pipe.query_async(&mut conn).await?;
-        }
 
         let keys = vec![
             building,

@@ -58,10 +58,17 @@ impl Materializer {
         let built: bool = conn.exists(self.keys.meta(ws, segment)).await?;
         let live: HashSet<i64> = conn.smembers(self.keys.members(ws, segment)).await?;
         let mut expected = HashSet::with_capacity(live.len());
-        let mut ids = self.store.stream_ids_where(ws, condition).await?;
-        while let Some(id) = ids.next().await {
-            expected.insert(id?);
-        }
+        let (tx, mut batches) = futures::channel::mpsc::channel::<Vec<i64>>(1);
+        let produce = self
+            .store
+            .send_ids_where(ws, condition, self.settings.build_batch, tx);
+        let consume = async {
+            while let Some(ids) = batches.next().await {
+                expected.extend(ids);
+            }
+        };
+        let (produced, ()) = tokio::join!(produce, consume);
+        produced?;
         Ok(Drift {
             workspace: ws,
             segment,
