@@ -73,7 +73,44 @@ async fn a_key_cannot_revoke_itself_but_another_can(backend: Backend) {
     app.stop().await;
 }
 
+/// Another API process revoking a key (here: the store, behind this
+/// process's back) reaches this one when its cached authentication expires.
+async fn a_key_revoked_elsewhere_stops_working_within_the_cache_ttl(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let issued = app
+        .post("/v1/api-keys", json!({"name": "elsewhere"}))
+        .await
+        .expect(201);
+    let secret = issued["key"].as_str().unwrap().to_owned();
+    app.call_as(&secret, reqwest::Method::GET, "/v1/contacts", None)
+        .await
+        .expect(200);
+    let ws = app.workspace_id().await;
+    let id = segments_domain::ApiKeyId(issued["id"].as_i64().unwrap());
+    app.store.revoke_api_key(ws, id).await.unwrap();
+    // Still trusted from the cache...
+    app.call_as(&secret, reqwest::Method::GET, "/v1/contacts", None)
+        .await
+        .expect(200);
+    // ...but not for longer than the cache's lifetime.
+    let ttl = segments_api::DEFAULT_AUTH_CACHE_TTL;
+    segments_tests::eventually(ttl + std::time::Duration::from_secs(5), || async {
+        match app
+            .call_as(&secret, reqwest::Method::GET, "/v1/contacts", None)
+            .await
+            .status
+            .as_u16()
+        {
+            401 => Ok(()),
+            other => Err(format!("the revoked key still answers {other}")),
+        }
+    })
+    .await;
+    app.stop().await;
+}
+
 on_both_backends!(
+    a_key_revoked_elsewhere_stops_working_within_the_cache_ttl,
     a_key_cannot_revoke_itself_but_another_can,
     keys_are_created_listed_and_revoked,
     the_last_active_key_cannot_be_revoked

@@ -1,6 +1,7 @@
 //! Segments' HTTP API: actix-web handlers, wire types, problem+json errors and
 //! the OpenAPI document. The only crate that knows HTTP.
 
+pub mod auth_cache;
 pub mod extract;
 pub mod membership;
 pub mod metrics;
@@ -38,7 +39,13 @@ pub struct AppState {
     pub redis: Option<Materialization>,
     /// The Prometheus recorder `/metrics` renders, when installed.
     pub metrics: Option<PrometheusHandle>,
+    /// Keys authenticated lately (see `auth_cache`).
+    pub auth: Arc<auth_cache::AuthCache>,
 }
+
+/// How long an authenticated key is trusted without reading the database
+/// again, unless configured otherwise.
+pub const DEFAULT_AUTH_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Access to the materialized sets and the job queue.
 #[derive(Debug, Clone)]
@@ -56,6 +63,7 @@ impl AppState {
             engine: EngineSettings::default(),
             redis: None,
             metrics: None,
+            auth: Arc::new(auth_cache::AuthCache::new(DEFAULT_AUTH_CACHE_TTL)),
         }
     }
 }

@@ -50,6 +50,10 @@ pub struct HttpSection {
     pub rate_limit_per_second: u32,
     /// Requests one API key may send at once above the sustained rate.
     pub rate_limit_burst: u32,
+    /// How long an authenticated key is trusted without reading the
+    /// database again: a key revoked through another API process keeps
+    /// working that long. 0 reads the database on every request.
+    pub auth_cache_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +137,7 @@ impl Default for Settings {
                 workers: 0,
                 rate_limit_per_second: 1_000,
                 rate_limit_burst: 2_000,
+                auth_cache_secs: segments_api::DEFAULT_AUTH_CACHE_TTL.as_secs(),
             },
             redis: RedisSection {
                 enabled: true,

@@ -301,6 +301,9 @@ async fn serve(store: Store, settings: Settings, with_worker: bool) -> anyhow::R
             .clone()
             .map(|(materializer, jobs)| segments_api::Materialization { materializer, jobs }),
         metrics: metrics_recorder(&settings)?,
+        auth: Arc::new(segments_api::auth_cache::AuthCache::new(
+            Duration::from_secs(settings.http.auth_cache_secs),
+        )),
         ..AppState::new(store, Registry::builtin())
     };
     let server = segments_api::serve(listener, state, settings.http())?;

@@ -35,11 +35,15 @@ impl FromRequest for Auth {
             let state =
                 state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
             let secret = secret.ok_or(ApiError::Unauthorized)?;
+            if let Some(principal) = state.auth.get(&secret) {
+                return Ok(Auth(principal));
+            }
             let principal = state
                 .store
                 .authenticate(&secret)
                 .await?
                 .ok_or(ApiError::Unauthorized)?;
+            state.auth.insert(&secret, principal);
             Ok(Auth(principal))
         })
     }

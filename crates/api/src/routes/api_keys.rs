@@ -77,5 +77,6 @@ pub async fn revoke(
         });
     }
     let key = state.store.revoke_api_key(auth.0.workspace_id, id).await?;
+    state.auth.clear();
     Ok(HttpResponse::Ok().json(ApiKey::from(key)))
 }
