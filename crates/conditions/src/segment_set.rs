@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sea_query::{Expr, ExprTrait, Query};
 use segments_domain::SegmentId;
 
-use crate::plugin::{EvalContext, SegmentEvaluator, SegmentSql, SqlContext, SqlError};
+use crate::plugin::{DataRef, EvalContext, SegmentEvaluator, SegmentSql, SqlContext, SqlError};
 use crate::sql::{Contacts, SegmentMembers};
 use crate::{ContactSnapshot, Tree};
 
@@ -28,17 +28,79 @@ pub struct SegmentDefinition {
     pub kind: SegmentKind,
 }
 
-/// The segments of one workspace.
+/// The segments of one workspace, with what every change-driven job asks
+/// of them worked out once (a catalog is loaded once and serves many jobs:
+/// walking a thousand trees per job cost more than the job's own work).
 #[derive(Debug, Clone, Default)]
 pub struct SegmentSet {
     segments: BTreeMap<SegmentId, SegmentDefinition>,
+    /// What each segment reads directly; a static segment, its own membership.
+    reads: BTreeMap<SegmentId, Vec<DataRef>>,
+    /// The segments referring to each segment directly.
+    referrers: BTreeMap<SegmentId, Vec<SegmentId>>,
+    /// Dependencies first.
+    order: Vec<SegmentId>,
 }
 
 impl SegmentSet {
     pub fn new(definitions: impl IntoIterator<Item = SegmentDefinition>) -> Self {
-        Self {
-            segments: definitions.into_iter().map(|d| (d.id, d)).collect(),
+        let segments: BTreeMap<SegmentId, SegmentDefinition> =
+            definitions.into_iter().map(|d| (d.id, d)).collect();
+        let reads: BTreeMap<SegmentId, Vec<DataRef>> = segments
+            .values()
+            .map(|d| {
+                let reads = match &d.kind {
+                    SegmentKind::Static => vec![DataRef::Segment(d.id)],
+                    SegmentKind::Dynamic(tree) => tree.reads().into_iter().collect(),
+                };
+                (d.id, reads)
+            })
+            .collect();
+        let mut referrers: BTreeMap<SegmentId, Vec<SegmentId>> = BTreeMap::new();
+        for (id, definition) in &segments {
+            if let SegmentKind::Dynamic(tree) = &definition.kind {
+                for target in tree.segment_refs() {
+                    referrers.entry(target).or_default().push(*id);
+                }
+            }
         }
+        let mut set = Self {
+            segments,
+            reads,
+            referrers,
+            order: Vec::new(),
+        };
+        let mut order = Vec::with_capacity(set.segments.len());
+        let mut done = BTreeSet::new();
+        for id in set.segments.keys() {
+            set.visit(*id, &mut done, &mut BTreeSet::new(), &mut order);
+        }
+        set.order = order;
+        set
+    }
+
+    /// What `id`'s own conditions read (a static segment: its membership).
+    pub fn reads(&self, id: SegmentId) -> &[DataRef] {
+        self.reads.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether evaluating `id` in memory needs contacts' static
+    /// memberships: it is static, or refers to a static segment, directly
+    /// or not.
+    pub fn reads_static(&self, id: SegmentId) -> bool {
+        let mut seen = BTreeSet::new();
+        let mut frontier = vec![id];
+        while let Some(current) = frontier.pop() {
+            if !seen.insert(current) {
+                continue;
+            }
+            match self.segments.get(&current).map(|d| &d.kind) {
+                Some(SegmentKind::Static) => return true,
+                Some(SegmentKind::Dynamic(_)) => frontier.extend(self.references(current)),
+                None => {}
+            }
+        }
+        false
     }
 
     pub fn get(&self, id: SegmentId) -> Option<&SegmentDefinition> {
@@ -56,7 +118,14 @@ impl SegmentSet {
     /// The segments `id` refers to directly.
     pub fn references(&self, id: SegmentId) -> BTreeSet<SegmentId> {
         match self.segments.get(&id).map(|d| &d.kind) {
-            Some(SegmentKind::Dynamic(tree)) => tree.segment_refs(),
+            Some(SegmentKind::Dynamic(_)) => self
+                .reads(id)
+                .iter()
+                .filter_map(|r| match r {
+                    DataRef::Segment(target) => Some(*target),
+                    _ => None,
+                })
+                .collect(),
             _ => BTreeSet::new(),
         }
     }
@@ -86,12 +155,7 @@ impl SegmentSet {
     /// Segments in an order where every segment comes after those it
     /// references (dependencies first).
     pub fn dependency_order(&self) -> Vec<SegmentId> {
-        let mut order = Vec::with_capacity(self.segments.len());
-        let mut done = BTreeSet::new();
-        for id in self.segments.keys() {
-            self.visit(*id, &mut done, &mut BTreeSet::new(), &mut order);
-        }
-        order
+        self.order.clone()
     }
 
     fn visit(
@@ -117,9 +181,9 @@ impl SegmentSet {
         let mut out = BTreeSet::new();
         let mut frontier = vec![id];
         while let Some(current) = frontier.pop() {
-            for d in self.segments.values() {
-                if self.references(d.id).contains(&current) && out.insert(d.id) {
-                    frontier.push(d.id);
+            for referrer in self.referrers.get(&current).into_iter().flatten() {
+                if out.insert(*referrer) {
+                    frontier.push(*referrer);
                 }
             }
         }
@@ -198,5 +262,80 @@ impl SegmentSql for SegmentSet {
             }
             None => Err(SqlError::MissingSegment(segment)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Limits, ParseContext, Registry};
+
+    fn dynamic(known: &SegmentSet, id: i64, tree: serde_json::Value) -> SegmentDefinition {
+        let attributes = HashMap::new();
+        let ctx = ParseContext {
+            attributes: &attributes,
+            segments: known,
+            current_segment: None,
+        };
+        let tree = Tree::parse(&tree, &Registry::builtin(), &ctx, Limits::default())
+            .unwrap_or_else(|v| panic!("{v:?}"));
+        SegmentDefinition {
+            id: SegmentId(id),
+            name: format!("s{id}"),
+            kind: SegmentKind::Dynamic(tree),
+        }
+    }
+
+    fn member_of(id: i64) -> serde_json::Value {
+        json!({"type": "segment", "params": {"op": "member_of", "segment_id": id}})
+    }
+
+    /// 1 static ← 2 ← 3 (each refers to the previous), 4 on a tag alone.
+    fn chain() -> SegmentSet {
+        let one = SegmentDefinition {
+            id: SegmentId(1),
+            name: "s1".into(),
+            kind: SegmentKind::Static,
+        };
+        let known = SegmentSet::new([one.clone()]);
+        let two = dynamic(&known, 2, member_of(1));
+        let known = SegmentSet::new([one.clone(), two.clone()]);
+        let three = dynamic(&known, 3, member_of(2));
+        let four = dynamic(
+            &known,
+            4,
+            json!({"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}),
+        );
+        // Given out of order: the order is the set's to work out.
+        SegmentSet::new([four, three, two, one])
+    }
+
+    #[test]
+    fn dependencies_come_first_and_dependents_are_transitive() {
+        let set = chain();
+        let order = set.dependency_order();
+        let at = |id: i64| order.iter().position(|s| *s == SegmentId(id));
+        assert!(at(1) < at(2) && at(2) < at(3), "{order:?}");
+        assert_eq!(order.len(), 4);
+        assert_eq!(
+            set.dependents(SegmentId(1)),
+            BTreeSet::from([SegmentId(2), SegmentId(3)])
+        );
+        assert!(set.dependents(SegmentId(4)).is_empty());
+        assert_eq!(set.references(SegmentId(3)), BTreeSet::from([SegmentId(2)]));
+    }
+
+    #[test]
+    fn static_memberships_are_needed_only_through_a_static_segment() {
+        let set = chain();
+        assert!(set.reads_static(SegmentId(1)));
+        assert!(set.reads_static(SegmentId(3)));
+        assert!(!set.reads_static(SegmentId(4)));
+        assert_eq!(set.reads(SegmentId(4)), &[DataRef::Tag("vip".into())]);
+        assert_eq!(set.reads(SegmentId(1)), &[DataRef::Segment(SegmentId(1))]);
     }
 }

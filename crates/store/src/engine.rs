@@ -364,9 +364,24 @@ impl Store {
         workspace_id: WorkspaceId,
         ids: &[ContactId],
     ) -> Result<Vec<ContactSnapshot>, StoreError> {
+        self.snapshots_reading(workspace_id, ids, true).await
+    }
+
+    /// Like `snapshots`; without `static_memberships` the snapshots carry
+    /// none (one read fewer, for evaluations no static segment takes part in).
+    pub async fn snapshots_reading(
+        &self,
+        workspace_id: WorkspaceId,
+        ids: &[ContactId],
+        static_memberships: bool,
+    ) -> Result<Vec<ContactSnapshot>, StoreError> {
         let contacts = self.get_contacts(workspace_id, ids).await?;
         let raw: Vec<i64> = contacts.iter().map(|c| c.id.0).collect();
-        let mut memberships = Store::static_memberships(&self.db, &raw).await?;
+        let mut memberships = if static_memberships {
+            Store::static_memberships(&self.db, &raw).await?
+        } else {
+            HashMap::new()
+        };
         Ok(contacts
             .into_iter()
             .map(|contact| ContactSnapshot {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use segments_conditions::{DataRef, EvalContext, SegmentEvaluator, SegmentKind};
+use segments_conditions::{EvalContext, SegmentEvaluator};
 use segments_domain::{ContactId, SegmentId, Timestamp, WorkspaceId};
 use segments_store::Catalog;
 
@@ -18,11 +18,12 @@ pub(crate) fn affected(catalog: &Catalog, changed: &[String]) -> Vec<SegmentId> 
     let changed: BTreeSet<&str> = changed.iter().map(String::as_str).collect();
     let mut direct = BTreeSet::new();
     for definition in catalog.segments.iter() {
-        let reads: Vec<DataRef> = match &definition.kind {
-            SegmentKind::Static => vec![DataRef::Segment(definition.id)],
-            SegmentKind::Dynamic(tree) => tree.reads().into_iter().collect(),
-        };
-        if reads.iter().any(|r| r.touched_by(&changed)) {
+        if catalog
+            .segments
+            .reads(definition.id)
+            .iter()
+            .any(|r| r.touched_by(&changed))
+        {
             direct.insert(definition.id);
         }
     }
@@ -57,13 +58,14 @@ impl Materializer {
             return Ok(());
         }
         let all_segments: Vec<SegmentId> = catalog.segments.iter().map(|d| d.id).collect();
+        let static_memberships = segments.iter().any(|s| catalog.segments.reads_static(*s));
         for chunk in contacts.chunks(BATCH) {
             // Versions are read before the contacts: the state then read is at
             // least as new as the version it is applied under.
             let versions = self.store.contact_versions(chunk).await?;
             let snapshots: HashMap<ContactId, _> = self
                 .store
-                .snapshots(ws, chunk)
+                .snapshots_reading(ws, chunk, static_memberships)
                 .await?
                 .into_iter()
                 .map(|s| (s.contact.id, s))
