@@ -174,6 +174,17 @@ async fn contact_tags_and_attribute_values_have_their_own_routes(backend: Backen
         .await
         .expect(200);
     assert_eq!(c["tags"], json!(["c"]));
+    // One call may name a tag the contact has (in another case), a tag
+    // another contact has, and a tag nobody has yet.
+    app.contact(json!({"tags": ["d"]})).await;
+    let c = app
+        .post(
+            &format!("/v1/contacts/{id}/tags"),
+            json!({"tags": ["C", "D", "e"]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(c["tags"], json!(["c", "d", "e"]));
     let c = app
         .put(
             &format!("/v1/contacts/{id}/attributes/score"),

@@ -68,11 +68,18 @@ impl TestDatabase {
                     .await
                     .expect("create database");
                 let _ = admin.close().await;
-                let mut url = admin_url();
+                // The same server and options (`?sslmode=…`), another database.
+                let admin = admin_url();
+                let (base, options) = admin.split_once('?').unwrap_or((&admin, ""));
+                let mut url = base.to_owned();
                 if let Some(slash) = url.rfind('/') {
                     url.truncate(slash + 1);
                 }
                 url.push_str(&name);
+                if !options.is_empty() {
+                    url.push('?');
+                    url.push_str(options);
+                }
                 Self {
                     url,
                     cleanup: Cleanup::Postgres(name),

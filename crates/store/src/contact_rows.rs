@@ -91,24 +91,82 @@ async fn tag_ids<C: ConnectionTrait>(
     Ok(ids)
 }
 
-/// Ids of the named tags that exist (unknown names are skipped).
-pub(crate) async fn existing_tag_ids<C: ConnectionTrait>(
+/// Links `contact_ids` to those of the named tags that exist, in one
+/// statement (PostgreSQL: the insert runs inside a `WITH`); returns the keys
+/// of the tags that exist.
+async fn link_existing_tags<C: ConnectionTrait>(
     conn: &C,
     workspace_id: WorkspaceId,
+    contact_ids: &[i64],
     names: &[TagName],
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let keys: std::collections::BTreeSet<String> = names.iter().map(TagName::key).collect();
+    let mut existing = std::collections::HashSet::new();
+    if keys.is_empty() || contact_ids.is_empty() {
+        return Ok(existing);
+    }
+    let keys: Vec<String> = keys.into_iter().collect();
+    for chunk in contact_ids.chunks(MAX_IN_LIST) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(1 + keys.len() + chunk.len());
+        values.push(workspace_id.0.into());
+        let key_params: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                values.push(k.clone().into());
+                format!("${}", values.len())
+            })
+            .collect();
+        let contact_params: Vec<String> = chunk
+            .iter()
+            .map(|c| {
+                values.push((*c).into());
+                format!("(${})", values.len())
+            })
+            .collect();
+        let sql = format!(
+            "WITH wanted AS (SELECT id, name_key FROM tags WHERE workspace_id = $1 AND name_key IN ({})), \
+             linked AS (INSERT INTO contact_tags (contact_id, tag_id) \
+             SELECT c.id, wanted.id FROM wanted CROSS JOIN (VALUES {}) AS c(id) \
+             ON CONFLICT DO NOTHING) \
+             SELECT name_key FROM wanted",
+            key_params.join(", "),
+            contact_params.join(", ")
+        );
+        let statement =
+            sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values);
+        for row in conn.query_all_raw(statement).await? {
+            existing.insert(row.try_get::<String>("", "name_key")?);
+        }
+    }
+    Ok(existing)
+}
+
+/// Removes the named tags from `contact_ids` (names no tag has are
+/// ignored), in one statement: the tags are looked up inside it.
+pub(crate) async fn unlink_named_tags<C: ConnectionTrait>(
+    conn: &C,
+    workspace_id: WorkspaceId,
+    contact_ids: &[i64],
+    names: &[TagName],
+) -> Result<(), StoreError> {
     if names.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let keys: Vec<String> = names.iter().map(TagName::key).collect();
-    Ok(tag::Entity::find()
-        .filter(tag::Column::WorkspaceId.eq(workspace_id.0))
-        .filter(tag::Column::NameKey.is_in(keys))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|t| t.id)
-        .collect())
+    let tags = Query::select()
+        .column(tag::Column::Id)
+        .from(tag::Entity)
+        .and_where(Expr::col(tag::Column::WorkspaceId).eq(workspace_id.0))
+        .and_where(Expr::col(tag::Column::NameKey).is_in(keys))
+        .to_owned();
+    for chunk in contact_ids.chunks(MAX_IN_LIST) {
+        contact_tag::Entity::delete_many()
+            .filter(contact_tag::Column::ContactId.is_in(chunk.iter().copied()))
+            .filter(contact_tag::Column::TagId.in_subquery(tags.clone()))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Links contacts to tags; existing links are kept.
@@ -173,6 +231,12 @@ pub(crate) async fn apply_tag_changes<C: ConnectionTrait>(
     // A tag both added and removed in one request ends removed.
     let removed: std::collections::HashSet<String> = remove.iter().map(TagName::key).collect();
     wanted.retain(|t| !removed.contains(&t.key()));
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres && !wanted.is_empty() {
+        // The usual case — tags that exist — in one round trip; only names
+        // no tag has yet take the longer way below.
+        let linked = link_existing_tags(conn, workspace_id, contact_ids, &wanted).await?;
+        wanted.retain(|t| !linked.contains(&t.key()));
+    }
     if !wanted.is_empty() {
         let ids = ensure_tags(conn, workspace_id, &wanted).await?;
         let pairs: Vec<(i64, i64)> = contact_ids
@@ -181,10 +245,7 @@ pub(crate) async fn apply_tag_changes<C: ConnectionTrait>(
             .collect();
         link_tags(conn, &pairs).await?;
     }
-    if !remove.is_empty() {
-        let ids = existing_tag_ids(conn, workspace_id, remove).await?;
-        unlink_tags(conn, contact_ids, Some(&ids)).await?;
-    }
+    unlink_named_tags(conn, workspace_id, contact_ids, remove).await?;
     Ok(())
 }
 
@@ -314,10 +375,22 @@ pub(crate) async fn load_contacts<C: ConnectionTrait>(
     let mut tags: HashMap<i64, Vec<(String, String)>> = HashMap::new();
     let mut attributes: HashMap<i64, BTreeMap<String, AttributeValue>> = HashMap::new();
     for chunk in ids.chunks(MAX_IN_LIST) {
-        let select = Query::select()
-            .column((contact_tag::Entity, contact_tag::Column::ContactId))
-            .column((tag::Entity, tag::Column::Name))
-            .column((tag::Entity, tag::Column::NameKey))
+        // Tags and attribute values in one statement (one round trip fewer
+        // on every contact read, and on every write, which reads its contact
+        // back): `kind` tells the rows apart, and each side leaves the other's
+        // columns NULL.
+        let tags_side = Query::select()
+            .expr_as(Expr::cust("0"), "kind")
+            .expr_as(
+                Expr::col((contact_tag::Entity, contact_tag::Column::ContactId)),
+                "contact_id",
+            )
+            .expr_as(Expr::col((tag::Entity, tag::Column::Name)), "name")
+            .expr_as(Expr::col((tag::Entity, tag::Column::NameKey)), "detail")
+            .expr_as(Expr::cust("NULL"), "value_text")
+            .expr_as(Expr::cust("NULL"), "value_number")
+            .expr_as(Expr::cust("NULL"), "value_bool")
+            .expr_as(Expr::cust("NULL"), "value_date")
             .from(contact_tag::Entity)
             .inner_join(
                 tag::Entity,
@@ -329,18 +402,21 @@ pub(crate) async fn load_contacts<C: ConnectionTrait>(
                     .is_in(chunk.iter().copied()),
             )
             .to_owned();
-        for row in conn.query_all(&select).await? {
-            let contact_id: i64 = row.try_get("", "contact_id")?;
-            tags.entry(contact_id)
-                .or_default()
-                .push((row.try_get("", "name_key")?, row.try_get("", "name")?));
-        }
-        let select = Query::select()
+        let attributes_side = Query::select()
+            .expr(Expr::cust("1"))
+            .column((
+                contact_attribute::Entity,
+                contact_attribute::Column::ContactId,
+            ))
+            .column((
+                attribute_definition::Entity,
+                attribute_definition::Column::Key,
+            ))
+            .column((
+                attribute_definition::Entity,
+                attribute_definition::Column::Type,
+            ))
             .columns([
-                (
-                    contact_attribute::Entity,
-                    contact_attribute::Column::ContactId,
-                ),
                 (
                     contact_attribute::Entity,
                     contact_attribute::Column::ValueText,
@@ -358,14 +434,6 @@ pub(crate) async fn load_contacts<C: ConnectionTrait>(
                     contact_attribute::Column::ValueDate,
                 ),
             ])
-            .column((
-                attribute_definition::Entity,
-                attribute_definition::Column::Key,
-            ))
-            .column((
-                attribute_definition::Entity,
-                attribute_definition::Column::Type,
-            ))
             .from(contact_attribute::Entity)
             .inner_join(
                 attribute_definition::Entity,
@@ -386,11 +454,20 @@ pub(crate) async fn load_contacts<C: ConnectionTrait>(
                 .is_in(chunk.iter().copied()),
             )
             .to_owned();
+        let select = tags_side
+            .clone()
+            .union(sea_orm::sea_query::UnionType::All, attributes_side)
+            .to_owned();
         for row in conn.query_all(&select).await? {
+            let kind: i32 = row.try_get("", "kind")?;
             let contact_id: i64 = row.try_get("", "contact_id")?;
-            let key: String = row.try_get("", "key")?;
-            let ty: String = row.try_get("", "type")?;
-            let value = match AttributeType::parse(&ty) {
+            let name: String = row.try_get("", "name")?;
+            let detail: String = row.try_get("", "detail")?;
+            if kind == 0 {
+                tags.entry(contact_id).or_default().push((detail, name));
+                continue;
+            }
+            let value = match AttributeType::parse(&detail) {
                 Ok(AttributeType::Text) => row
                     .try_get::<Option<String>>("", "value_text")?
                     .map(AttributeValue::Text),
@@ -406,7 +483,10 @@ pub(crate) async fn load_contacts<C: ConnectionTrait>(
                 Err(_) => None,
             };
             if let Some(value) = value {
-                attributes.entry(contact_id).or_default().insert(key, value);
+                attributes
+                    .entry(contact_id)
+                    .or_default()
+                    .insert(name, value);
             }
         }
     }

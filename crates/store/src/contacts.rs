@@ -15,7 +15,7 @@ use crate::attributes::definitions;
 use crate::batch::{MAX_IN_LIST, rows_per_statement};
 use crate::changes;
 use crate::contact_rows::{
-    apply_tag_changes, ensure_tags, existing_tag_ids, fields_of, link_tags, load_contacts,
+    apply_tag_changes, ensure_tags, fields_of, link_tags, load_contacts, unlink_named_tags,
     unlink_tags, write_attributes,
 };
 use crate::entities::contact;
@@ -454,8 +454,7 @@ impl Store {
                     }
                 }
                 if !patch.remove_tags.is_empty() {
-                    let ids = existing_tag_ids(&txn, workspace_id, &patch.remove_tags).await?;
-                    unlink_tags(&txn, &[*id], Some(&ids)).await?;
+                    unlink_named_tags(&txn, workspace_id, &[*id], &patch.remove_tags).await?;
                 }
             }
             link_tags(&txn, &pairs).await?;
