@@ -1,6 +1,6 @@
 //! A workspace's segments, as the engine needs them to resolve references.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sea_query::{Expr, ExprTrait, Query};
 use segments_domain::SegmentId;
@@ -40,6 +40,12 @@ pub struct SegmentSet {
     referrers: BTreeMap<SegmentId, Vec<SegmentId>>,
     /// Dependencies first.
     order: Vec<SegmentId>,
+    /// The segments reading each change key directly.
+    by_change_key: HashMap<String, Vec<SegmentId>>,
+    /// Segments reading some named tag (a replaced tag set reaches them).
+    reading_a_tag: Vec<SegmentId>,
+    /// Segments reading the whole tag set (any named tag reaches them).
+    reading_all_tags: Vec<SegmentId>,
 }
 
 impl SegmentSet {
@@ -64,11 +70,28 @@ impl SegmentSet {
                 }
             }
         }
+        let mut by_change_key: HashMap<String, Vec<SegmentId>> = HashMap::new();
+        let mut reading_a_tag = Vec::new();
+        let mut reading_all_tags = Vec::new();
+        for (id, refs) in &reads {
+            for r in refs {
+                by_change_key.entry(r.change_key()).or_default().push(*id);
+            }
+            if refs.iter().any(|r| matches!(r, DataRef::Tag(_))) {
+                reading_a_tag.push(*id);
+            }
+            if refs.contains(&DataRef::Tags) {
+                reading_all_tags.push(*id);
+            }
+        }
         let mut set = Self {
             segments,
             reads,
             referrers,
             order: Vec::new(),
+            by_change_key,
+            reading_a_tag,
+            reading_all_tags,
         };
         let mut order = Vec::with_capacity(set.segments.len());
         let mut done = BTreeSet::new();
@@ -77,6 +100,27 @@ impl SegmentSet {
         }
         set.order = order;
         set
+    }
+
+    /// The segments whose own conditions read something a write recorded
+    /// with `changed` keys can change — those for which some
+    /// [`DataRef::touched_by`] holds — found through an index rather than
+    /// by walking every segment.
+    pub fn reading(&self, changed: &BTreeSet<&str>) -> BTreeSet<SegmentId> {
+        if changed.contains(crate::plugin::ALL_CHANGES) {
+            return self.segments.keys().copied().collect();
+        }
+        let mut out = BTreeSet::new();
+        for key in changed {
+            out.extend(self.by_change_key.get(*key).into_iter().flatten());
+            if *key == DataRef::Tags.change_key() {
+                out.extend(&self.reading_a_tag);
+            }
+            if key.starts_with("tag:") {
+                out.extend(&self.reading_all_tags);
+            }
+        }
+        out
     }
 
     /// What `id`'s own conditions read (a static segment: its membership).
@@ -327,6 +371,47 @@ mod tests {
         );
         assert!(set.dependents(SegmentId(4)).is_empty());
         assert_eq!(set.references(SegmentId(3)), BTreeSet::from([SegmentId(2)]));
+    }
+
+    #[test]
+    fn the_index_finds_what_touched_by_finds() {
+        let known = chain();
+        let all_tags = dynamic(
+            &known,
+            5,
+            json!({"type": "tag", "params": {"op": "has_none", "tags": ["x"]}}),
+        );
+        let mut definitions: Vec<SegmentDefinition> = known.iter().cloned().collect();
+        definitions.push(all_tags);
+        definitions.push(dynamic(
+            &known,
+            6,
+            json!({"all": [
+                {"type": "channel", "params": {"op": "in", "channels": ["sms"]}},
+                {"type": "opt_in", "params": {"opted_in": true}}
+            ]}),
+        ));
+        let set = SegmentSet::new(definitions);
+        let cases: [&[&str]; 9] = [
+            &[],
+            &["*"],
+            &["tags"],
+            &["tag:vip"],
+            &["tag:other"],
+            &["channel"],
+            &["opt_in", "segment:1"],
+            &["segment:2", "attribute:plan"],
+            &["field:name"],
+        ];
+        for case in cases {
+            let changed: BTreeSet<&str> = case.iter().copied().collect();
+            let naive: BTreeSet<SegmentId> = set
+                .iter()
+                .filter(|d| set.reads(d.id).iter().any(|r| r.touched_by(&changed)))
+                .map(|d| d.id)
+                .collect();
+            assert_eq!(set.reading(&changed), naive, "{case:?}");
+        }
     }
 
     #[test]

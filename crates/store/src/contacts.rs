@@ -355,7 +355,7 @@ impl Store {
             }
         }
 
-        let txn = self.begin_write().await?;
+        let txn = self.begin_bulk_write().await?;
         let mut chunk_start = 0;
         while chunk_start < valid.len() {
             let chunk_end = (chunk_start + UPSERT_CHUNK).min(valid.len());

@@ -79,11 +79,20 @@ impl Store {
     /// loaders call this when they finish, as PostgreSQL's guide on
     /// populating a database advises.
     pub async fn refresh_statistics(&self) -> Result<(), StoreError> {
-        // SQLite analyzes one table per statement.
-        for table in STATISTICS_TABLES {
+        // PostgreSQL also vacuums, which marks the new rows all-visible so
+        // index-only scans can skip the heap; SQLite analyzes one table per
+        // statement (its VACUUM would rewrite the whole file).
+        if self.backend() == DbBackend::Postgres {
+            let tables = STATISTICS_TABLES.join(", ");
             self.db
-                .execute_unprepared(&format!("ANALYZE {table}"))
+                .execute_unprepared(&format!("VACUUM (ANALYZE) {tables}"))
                 .await?;
+        } else {
+            for table in STATISTICS_TABLES {
+                self.db
+                    .execute_unprepared(&format!("ANALYZE {table}"))
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -112,5 +121,19 @@ impl Store {
             TransactionOptions::default()
         };
         Ok(self.db.begin_with_options(options).await?)
+    }
+
+    /// Begins a write over many rows at once (bulk upserts, bulk tagging,
+    /// tag deletion). Its statements take long lists whose best plan depends
+    /// on the tables' current size, so on PostgreSQL they are planned per
+    /// call: a cached generic plan made while `contacts` was empty kept
+    /// scanning it sequentially as an import filled it (BENCHMARKS.md).
+    async fn begin_bulk_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        let txn = self.begin_write().await?;
+        if self.backend() == DbBackend::Postgres {
+            txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+                .await?;
+        }
+        Ok(txn)
     }
 }

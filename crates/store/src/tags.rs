@@ -167,7 +167,7 @@ impl Store {
 
     /// Deletes a tag and its links to contacts.
     pub async fn delete_tag(&self, workspace_id: WorkspaceId, id: TagId) -> Result<(), StoreError> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_bulk_write().await?;
         let tagged: Vec<i64> = contact_tag::Entity::find()
             .select_only()
             .column(contact_tag::Column::ContactId)
@@ -197,7 +197,7 @@ impl Store {
         add: &[TagName],
         remove: &[TagName],
     ) -> Result<BulkTagOutcome, StoreError> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_bulk_write().await?;
         let mut found = Vec::with_capacity(contact_ids.len());
         for chunk in contact_ids.chunks(MAX_IN_LIST) {
             let ids: Vec<i64> = contact::Entity::find()

@@ -16,17 +16,7 @@ const BATCH: usize = 1_000;
 /// changed key, and every segment that refers to one of them.
 pub(crate) fn affected(catalog: &Catalog, changed: &[String]) -> Vec<SegmentId> {
     let changed: BTreeSet<&str> = changed.iter().map(String::as_str).collect();
-    let mut direct = BTreeSet::new();
-    for definition in catalog.segments.iter() {
-        if catalog
-            .segments
-            .reads(definition.id)
-            .iter()
-            .any(|r| r.touched_by(&changed))
-        {
-            direct.insert(definition.id);
-        }
-    }
+    let direct = catalog.segments.reading(&changed);
     let mut all = direct.clone();
     for id in &direct {
         all.extend(catalog.segments.dependents(*id));
