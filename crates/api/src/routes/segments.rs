@@ -277,7 +277,10 @@ pub async fn remove(
 #[utoipa::path(
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id"), PageParams),
-    responses((status = 200, body = crate::wire::contact::ContactPage), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses(
+        (status = 200, body = crate::wire::contact::ContactPage), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "The set is still being built: its members are listed once it is")
+    ),
     security(("api_key" = []))
 )]
 #[get("/v1/segments/{id}/members")]
