@@ -132,8 +132,12 @@ async fn sets_converge_under_concurrent_writes_rebuilds_and_edits(backend: Backe
                     if let Some(body) = body {
                         request = request.json(&body);
                     }
-                    let status = request.send().await.unwrap().status();
-                    assert!(status.is_success(), "{path}: {status}");
+                    let response = request.send().await.unwrap();
+                    let status = response.status();
+                    if !status.is_success() {
+                        let body = response.text().await.unwrap_or_default();
+                        panic!("{path}: {status}: {body}");
+                    }
                 }
             })
         })
