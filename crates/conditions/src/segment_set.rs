@@ -132,16 +132,23 @@ impl SegmentSet {
     /// memberships: it is static, or refers to a static segment, directly
     /// or not.
     pub fn reads_static(&self, id: SegmentId) -> bool {
+        self.any_reachable(id, |kind| matches!(kind, SegmentKind::Static))
+    }
+
+    /// Whether `test` holds for `id` or for a segment it refers to, directly
+    /// or not.
+    fn any_reachable(&self, id: SegmentId, test: impl Fn(&SegmentKind) -> bool) -> bool {
         let mut seen = BTreeSet::new();
         let mut frontier = vec![id];
         while let Some(current) = frontier.pop() {
             if !seen.insert(current) {
                 continue;
             }
-            match self.segments.get(&current).map(|d| &d.kind) {
-                Some(SegmentKind::Static) => return true,
-                Some(SegmentKind::Dynamic(_)) => frontier.extend(self.references(current)),
-                None => {}
+            if let Some(definition) = self.segments.get(&current) {
+                if test(&definition.kind) {
+                    return true;
+                }
+                frontier.extend(self.references(current));
             }
         }
         false
@@ -237,20 +244,10 @@ impl SegmentSet {
     /// Whether time alone can change `id`'s membership, through its own tree
     /// or a segment it references.
     pub fn time_dependent(&self, id: SegmentId) -> bool {
-        let mut seen = BTreeSet::new();
-        let mut frontier = vec![id];
-        while let Some(current) = frontier.pop() {
-            if !seen.insert(current) {
-                continue;
-            }
-            if let Some(SegmentKind::Dynamic(tree)) = self.segments.get(&current).map(|d| &d.kind) {
-                if tree.time_dependent() {
-                    return true;
-                }
-                frontier.extend(tree.segment_refs());
-            }
-        }
-        false
+        self.any_reachable(
+            id,
+            |kind| matches!(kind, SegmentKind::Dynamic(tree) if tree.time_dependent()),
+        )
     }
 }
 
