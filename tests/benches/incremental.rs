@@ -4,7 +4,9 @@
 //!
 //! `cargo bench --workspace --bench incremental` (PostgreSQL on 127.0.0.1,
 //! Redis on 127.0.0.1:6379; `INCREMENTAL_SECONDS`, `INCREMENTAL_RATE` and
-//! `INCREMENTAL_BACKEND=sqlite` adjust it).
+//! `INCREMENTAL_BACKEND=sqlite` adjust it; `INCREMENTAL_NO_ANALYZE=1` skips
+//! refreshing the planner's statistics after seeding, to see what an
+//! unanalyzed database costs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;

@@ -96,23 +96,6 @@ impl DataRef {
     }
 }
 
-impl DataRef {
-    /// Whether a write recorded with `changed` keys can change this data.
-    /// A write that replaced a whole tag set is recorded as `tags` and
-    /// reaches every tag; one that added or removed named tags is recorded
-    /// as `tag:<key>` and reaches only those (and conditions on all tags).
-    pub fn touched_by(&self, changed: &std::collections::BTreeSet<&str>) -> bool {
-        if changed.contains(ALL_CHANGES) || changed.contains(self.change_key().as_str()) {
-            return true;
-        }
-        match self {
-            DataRef::Tag(_) => changed.contains("tags"),
-            DataRef::Tags => changed.iter().any(|c| c.starts_with("tag:")),
-            _ => false,
-        }
-    }
-}
-
 /// The change key of a write that may have changed anything (creation,
 /// deletion, or a change whose details were lost).
 pub const ALL_CHANGES: &str = "*";

@@ -103,9 +103,12 @@ impl SegmentSet {
     }
 
     /// The segments whose own conditions read something a write recorded
-    /// with `changed` keys can change — those for which some
-    /// [`DataRef::touched_by`] holds — found through an index rather than
-    /// by walking every segment.
+    /// with `changed` keys can change, found through an index rather than by
+    /// walking every segment. A key reaches the data it names
+    /// ([`DataRef::change_key`]); [`ALL_CHANGES`](crate::plugin::ALL_CHANGES)
+    /// reaches everything; a replaced tag set (`tags`) reaches every named
+    /// tag, and an added or removed tag (`tag:<key>`) conditions on the whole
+    /// tag set.
     pub fn reading(&self, changed: &BTreeSet<&str>) -> BTreeSet<SegmentId> {
         if changed.contains(crate::plugin::ALL_CHANGES) {
             return self.segments.keys().copied().collect();
@@ -371,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn the_index_finds_what_touched_by_finds() {
+    fn a_change_reaches_the_segments_reading_what_it_touched() {
         let known = chain();
         let all_tags = dynamic(
             &known,
@@ -400,14 +403,23 @@ mod tests {
             &["segment:2", "attribute:plan"],
             &["field:name"],
         ];
-        for case in cases {
+        // 1 static, 2 ← member of 1, 3 ← member of 2, 4 tag `vip`,
+        // 5 lacks tag `x`, 6 channel and opt-in.
+        let expected: [&[i64]; 9] = [
+            &[],
+            &[1, 2, 3, 4, 5, 6],
+            &[4, 5],
+            &[4],
+            &[],
+            &[6],
+            &[1, 2, 6],
+            &[3],
+            &[],
+        ];
+        for (case, expected) in cases.iter().zip(expected) {
             let changed: BTreeSet<&str> = case.iter().copied().collect();
-            let naive: BTreeSet<SegmentId> = set
-                .iter()
-                .filter(|d| set.reads(d.id).iter().any(|r| r.touched_by(&changed)))
-                .map(|d| d.id)
-                .collect();
-            assert_eq!(set.reading(&changed), naive, "{case:?}");
+            let expected: BTreeSet<SegmentId> = expected.iter().map(|i| SegmentId(*i)).collect();
+            assert_eq!(set.reading(&changed), expected, "{case:?}");
         }
     }
 

@@ -11,3 +11,20 @@ pub(crate) fn rows_per_statement(columns: usize) -> usize {
 
 /// Most values in one `IN (...)` list.
 pub(crate) const MAX_IN_LIST: usize = 10_000;
+
+/// Splits the `limit + 1` rows a keyset page query fetched into the page
+/// and, when there is more, the key the next page starts after.
+pub(crate) fn split_page<T, K>(
+    mut rows: Vec<T>,
+    limit: u64,
+    key: impl Fn(&T) -> K,
+) -> (Vec<T>, Option<K>) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(key);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}

@@ -379,7 +379,7 @@ pub(crate) async fn load_contacts<C: ConnectionTrait>(
         // on every contact read, and on every write, which reads its contact
         // back): `kind` tells the rows apart, and each side leaves the other's
         // columns NULL.
-        let tags_side = Query::select()
+        let mut tags_side = Query::select()
             .expr_as(Expr::cust("0"), "kind")
             .expr_as(
                 Expr::col((contact_tag::Entity, contact_tag::Column::ContactId)),
@@ -454,11 +454,8 @@ pub(crate) async fn load_contacts<C: ConnectionTrait>(
                 .is_in(chunk.iter().copied()),
             )
             .to_owned();
-        let select = tags_side
-            .clone()
-            .union(sea_orm::sea_query::UnionType::All, attributes_side)
-            .to_owned();
-        for row in conn.query_all(&select).await? {
+        tags_side.union(sea_orm::sea_query::UnionType::All, attributes_side);
+        for row in conn.query_all(&tags_side).await? {
             let kind: i32 = row.try_get("", "kind")?;
             let contact_id: i64 = row.try_get("", "contact_id")?;
             let name: String = row.try_get("", "name")?;

@@ -236,16 +236,7 @@ impl Store {
         timeout: Option<Duration>,
     ) -> Result<DatabaseTransaction, StoreError> {
         let txn = self.db.begin().await?;
-        if self.backend() == DbBackend::Postgres {
-            let mut settings = "SET LOCAL plan_cache_mode = force_custom_plan".to_owned();
-            if let Some(timeout) = timeout {
-                settings.push_str(&format!(
-                    "; SET LOCAL statement_timeout = {}",
-                    timeout.as_millis().max(1)
-                ));
-            }
-            txn.execute_unprepared(&settings).await?;
-        }
+        crate::plan_per_call(&txn, timeout).await?;
         Ok(txn)
     }
 
@@ -421,13 +412,8 @@ pub(crate) async fn contacts_page<C: ConnectionTrait>(
     if let Some(after) = after {
         query = query.filter(contact::Column::Id.gt(after.0));
     }
-    let mut models = query.all(conn).await?;
-    let next_after = if models.len() as u64 > limit {
-        models.truncate(limit as usize);
-        models.last().map(|m| ContactId(m.id))
-    } else {
-        None
-    };
+    let (models, next_after) =
+        crate::batch::split_page(query.all(conn).await?, limit, |m| ContactId(m.id));
     Ok(ContactPage {
         items: load_contacts(conn, models).await?,
         next_after,

@@ -130,10 +130,28 @@ impl Store {
     /// scanning it sequentially as an import filled it (BENCHMARKS.md).
     async fn begin_bulk_write(&self) -> Result<DatabaseTransaction, StoreError> {
         let txn = self.begin_write().await?;
-        if self.backend() == DbBackend::Postgres {
-            txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
-                .await?;
-        }
+        plan_per_call(&txn, None).await?;
         Ok(txn)
     }
+}
+
+/// Makes PostgreSQL plan every statement of `txn` for its actual parameters
+/// and the tables' current size instead of reusing a cached generic plan,
+/// and optionally bounds each statement's time. Nothing on SQLite.
+async fn plan_per_call(
+    txn: &DatabaseTransaction,
+    timeout: Option<std::time::Duration>,
+) -> Result<(), StoreError> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let mut settings = "SET LOCAL plan_cache_mode = force_custom_plan".to_owned();
+    if let Some(timeout) = timeout {
+        settings.push_str(&format!(
+            "; SET LOCAL statement_timeout = {}",
+            timeout.as_millis().max(1)
+        ));
+    }
+    txn.execute_unprepared(&settings).await?;
+    Ok(())
 }

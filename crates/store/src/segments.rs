@@ -115,13 +115,8 @@ impl Store {
         if let Some(after) = after {
             query = query.filter(segment::Column::Id.gt(after.0));
         }
-        let mut models = query.all(&self.db).await?;
-        let next_after = if models.len() as u64 > limit {
-            models.truncate(limit as usize);
-            models.last().map(|m| SegmentId(m.id))
-        } else {
-            None
-        };
+        let (models, next_after) =
+            crate::batch::split_page(query.all(&self.db).await?, limit, |m| SegmentId(m.id));
         Ok(SegmentPage {
             items: models
                 .into_iter()

@@ -80,13 +80,8 @@ impl Store {
         if let Some(after) = after {
             query = query.filter(tag::Column::NameKey.gt(after));
         }
-        let mut models = query.all(&self.db).await?;
-        let next_after = if models.len() as u64 > limit {
-            models.truncate(limit as usize);
-            models.last().map(|m| m.name_key.clone())
-        } else {
-            None
-        };
+        let (models, next_after) =
+            crate::batch::split_page(query.all(&self.db).await?, limit, |m| m.name_key.clone());
         let ids: Vec<i64> = models.iter().map(|m| m.id).collect();
         let counts = counts(&self.db, &ids).await?;
         Ok(TagPage {

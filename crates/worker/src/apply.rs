@@ -47,7 +47,6 @@ impl Materializer {
         if segments.is_empty() {
             return Ok(());
         }
-        let all_segments: Vec<SegmentId> = catalog.segments.iter().map(|d| d.id).collect();
         let static_memberships = segments.iter().any(|s| catalog.segments.reads_static(*s));
         for chunk in contacts.chunks(BATCH) {
             // Versions are read before the contacts: the state then read is at
@@ -71,7 +70,7 @@ impl Materializer {
                 let version = versions.get(contact).copied().unwrap_or(0);
                 let decisions: Vec<(SegmentId, bool)> = match snapshots.get(contact) {
                     // A deleted contact leaves every segment.
-                    None => all_segments.iter().map(|s| (*s, false)).collect(),
+                    None => catalog.segments.iter().map(|d| (d.id, false)).collect(),
                     Some(snapshot) => segments
                         .iter()
                         .map(|s| (*s, catalog.segments.is_member(*s, snapshot, &ctx)))
