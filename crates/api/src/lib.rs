@@ -83,6 +83,22 @@ impl AppState {
         }
     }
 
+    /// One contact's write, with the version it gave the contact.
+    pub async fn contact_changed(
+        &self,
+        ws: WorkspaceId,
+        contact: ContactId,
+        version: i64,
+        changed: Vec<String>,
+    ) {
+        if let Some(redis) = &self.redis {
+            redis
+                .jobs
+                .contact_changed(ws, contact, version, changed)
+                .await;
+        }
+    }
+
     pub async fn rebuild(&self, ws: WorkspaceId, segment: SegmentId) {
         if let Some(redis) = &self.redis {
             redis.jobs.rebuild(ws, segment).await;

@@ -85,6 +85,38 @@ pub(crate) async fn record<C: ConnectionTrait>(
     record_each(conn, workspace_id, &rows).await
 }
 
+/// Records that one contact changed, and returns the change's sequence
+/// number: the contact's version as of this write, which its job carries so
+/// the worker need not look it up.
+pub(crate) async fn record_one<C: ConnectionTrait>(
+    conn: &C,
+    workspace_id: WorkspaceId,
+    contact_id: i64,
+    changed: &[String],
+) -> Result<i64, StoreError> {
+    let mut insert = Query::insert();
+    insert
+        .into_table(contact_change::Entity)
+        .columns([
+            contact_change::Column::WorkspaceId,
+            contact_change::Column::ContactId,
+            contact_change::Column::Changed,
+            contact_change::Column::CreatedAt,
+        ])
+        .values([
+            workspace_id.0.into(),
+            contact_id.into(),
+            changed.join(" ").into(),
+            Timestamp::now().get().into(),
+        ])?
+        .returning_col(contact_change::Column::Seq);
+    let row = conn
+        .query_one(&insert)
+        .await?
+        .ok_or(sea_orm::DbErr::RecordNotInserted)?;
+    Ok(row.try_get_by_index(0)?)
+}
+
 /// Records changes that differ per contact.
 pub(crate) async fn record_each<C: ConnectionTrait>(
     conn: &C,

@@ -22,6 +22,14 @@ use crate::entities::contact;
 use crate::error::is_unique_violation;
 use crate::{Store, StoreError};
 
+/// A contact as one write left it, with the version that write gave it
+/// (its change's sequence number).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub contact: Contact,
+    pub version: i64,
+}
+
 /// One page of contacts in id order.
 #[derive(Debug, Clone)]
 pub struct ContactPage {
@@ -118,7 +126,7 @@ impl Store {
         &self,
         workspace_id: WorkspaceId,
         patch: &ContactPatch,
-    ) -> Result<Contact, StoreError> {
+    ) -> Result<Written, StoreError> {
         let now = Timestamp::now();
         let mut fields = ContactFields::default();
         fields.apply(patch, now)?;
@@ -156,12 +164,12 @@ impl Store {
         )
         .await?;
         write_attributes(&txn, &[(id, attributes)]).await?;
-        changes::record(&txn, workspace_id, &[id], &changes::everything()).await?;
+        let version = changes::record_one(&txn, workspace_id, id, &changes::everything()).await?;
         // Read back inside the transaction, from the returned row: the
         // answer is exactly what this write committed.
         let contact = load_one(&txn, stored).await?;
         txn.commit().await?;
-        Ok(contact)
+        Ok(Written { contact, version })
     }
 
     pub async fn get_contact(
@@ -218,7 +226,7 @@ impl Store {
         workspace_id: WorkspaceId,
         id: ContactId,
         patch: &ContactPatch,
-    ) -> Result<Contact, StoreError> {
+    ) -> Result<Written, StoreError> {
         let now = Timestamp::now();
         let txn = self.begin_write().await?;
         let mut update = Query::update();
@@ -284,17 +292,19 @@ impl Store {
         )
         .await?;
         write_attributes(&txn, &[(id.0, attributes)]).await?;
-        changes::record(&txn, workspace_id, &[id.0], &changes::touched(patch)).await?;
+        let version =
+            changes::record_one(&txn, workspace_id, id.0, &changes::touched(patch)).await?;
         let contact = load_one(&txn, stored).await?;
         txn.commit().await?;
-        Ok(contact)
+        Ok(Written { contact, version })
     }
 
+    /// Deletes a contact; returns the version of the deletion.
     pub async fn delete_contact(
         &self,
         workspace_id: WorkspaceId,
         id: ContactId,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         let txn = self.begin_write().await?;
         let result = contact::Entity::delete_many()
             .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
@@ -304,9 +314,9 @@ impl Store {
         if result.rows_affected == 0 {
             return Err(StoreError::not_found("contact", id));
         }
-        changes::record(&txn, workspace_id, &[id.0], &changes::everything()).await?;
+        let version = changes::record_one(&txn, workspace_id, id.0, &changes::everything()).await?;
         txn.commit().await?;
-        Ok(())
+        Ok(version)
     }
 
     /// Creates or updates contacts by external id. Each item is a patch

@@ -18,7 +18,7 @@ mod tags;
 mod workspaces;
 
 pub use attributes::AttributeDefinition;
-pub use contacts::{BulkOutcome, ContactPage, UpsertedContact};
+pub use contacts::{BulkOutcome, ContactPage, UpsertedContact, Written};
 pub use db::DatabaseSettings;
 pub use engine::Catalog;
 pub use error::StoreError;

@@ -39,6 +39,20 @@ impl Materializer {
         changed: &[String],
         cause: &str,
     ) -> Result<(), WorkerError> {
+        self.contacts_changed_at(ws, contacts, &HashMap::new(), changed, cause)
+            .await
+    }
+
+    /// As `contacts_changed`, with the versions some contacts' writes gave
+    /// them (`known`); the others' versions are read from the change log.
+    pub async fn contacts_changed_at(
+        &self,
+        ws: WorkspaceId,
+        contacts: &[ContactId],
+        known: &HashMap<ContactId, i64>,
+        changed: &[String],
+        cause: &str,
+    ) -> Result<(), WorkerError> {
         if contacts.is_empty() {
             return Ok(());
         }
@@ -49,9 +63,19 @@ impl Materializer {
         }
         let static_memberships = segments.iter().any(|s| catalog.segments.reads_static(*s));
         for chunk in contacts.chunks(BATCH) {
-            // Versions are read before the contacts: the state then read is at
-            // least as new as the version it is applied under.
-            let versions = self.store.contact_versions(chunk).await?;
+            // Versions are known or read before the contacts: the state then
+            // read is at least as new as the version it is applied under.
+            let unknown: Vec<ContactId> = chunk
+                .iter()
+                .filter(|c| !known.contains_key(c))
+                .copied()
+                .collect();
+            let mut versions = if unknown.is_empty() {
+                HashMap::new()
+            } else {
+                self.store.contact_versions(&unknown).await?
+            };
+            versions.extend(chunk.iter().filter_map(|c| known.get(c).map(|v| (*c, *v))));
             let snapshots: HashMap<ContactId, _> = self
                 .store
                 .snapshots_reading(ws, chunk, static_memberships)

@@ -22,7 +22,7 @@ use redis::aio::ConnectionManager;
 use redis::aio::MultiplexedConnection;
 use segments_domain::{ContactId, SegmentId, WorkspaceId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
@@ -40,6 +40,10 @@ pub enum Job {
         workspace_id: i64,
         contact_ids: Vec<i64>,
         changed: Vec<String>,
+        /// Beside `contact_ids`, when the writer knew them: each contact's
+        /// version as of its write. Missing or `null`: the worker reads it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        versions: Vec<Option<i64>>,
     },
     /// Rebuild every segment of a workspace that reads any of `changed`
     /// (after a tag rename or deletion touched many contacts at once).
@@ -231,12 +235,35 @@ impl JobQueue {
         contacts: &[ContactId],
         changed: Vec<String>,
     ) {
+        self.announce(ws, contacts.iter().map(|c| (*c, None)).collect(), changed)
+            .await;
+    }
+
+    /// One contact's write, whose version (its change's sequence number)
+    /// the writer knows: the job carries it, sparing the worker a read.
+    pub async fn contact_changed(
+        &self,
+        ws: WorkspaceId,
+        contact: ContactId,
+        version: i64,
+        changed: Vec<String>,
+    ) {
+        self.announce(ws, vec![(contact, Some(version))], changed)
+            .await;
+    }
+
+    async fn announce(
+        &self,
+        ws: WorkspaceId,
+        contacts: Vec<(ContactId, Option<i64>)>,
+        changed: Vec<String>,
+    ) {
         if contacts.is_empty() {
             return;
         }
         let notice = Notice {
             workspace: ws,
-            contacts: contacts.to_vec(),
+            contacts,
             changed,
         };
         let notice = match &self.notices {
@@ -246,11 +273,11 @@ impl JobQueue {
             },
             None => notice,
         };
-        self.push_or_log(Job::ContactsChanged {
-            workspace_id: notice.workspace.0,
-            contact_ids: notice.contacts.iter().map(|c| c.0).collect(),
-            changed: notice.changed,
-        })
+        self.push_or_log(contacts_job(
+            notice.workspace,
+            notice.contacts,
+            notice.changed,
+        ))
         .await;
     }
 
@@ -267,8 +294,41 @@ impl JobQueue {
 #[derive(Debug)]
 struct Notice {
     workspace: WorkspaceId,
-    contacts: Vec<ContactId>,
+    /// Each contact with its version, when the writer knew it.
+    contacts: Vec<(ContactId, Option<i64>)>,
     changed: Vec<String>,
+}
+
+/// The job announcing `contacts`; versions ride along only when some are
+/// known.
+fn contacts_job(
+    ws: WorkspaceId,
+    contacts: Vec<(ContactId, Option<i64>)>,
+    changed: Vec<String>,
+) -> Job {
+    let versions = if contacts.iter().any(|(_, v)| v.is_some()) {
+        contacts.iter().map(|(_, v)| *v).collect()
+    } else {
+        Vec::new()
+    };
+    Job::ContactsChanged {
+        workspace_id: ws.0,
+        contact_ids: contacts.into_iter().map(|(c, _)| c.0).collect(),
+        changed,
+        versions,
+    }
+}
+
+/// Merges a version into what is known of a contact's: the newest of those
+/// known, unless some write of it came without one. Then none is carried
+/// and the worker reads the contact's version itself — applying under an
+/// older version than the state read could see that state refused and lost.
+fn merge_version(known: Option<Option<i64>>, new: Option<i64>) -> Option<i64> {
+    match (known, new) {
+        (None, new) => new,
+        (Some(Some(a)), Some(b)) => Some(a.max(b)),
+        (Some(_), _) => None,
+    }
 }
 
 /// Most contacts merged into one job.
@@ -279,6 +339,10 @@ const BACKLOG: u64 = 4;
 
 /// The longest the coalescer lingers.
 const MAX_LINGER: Duration = Duration::from_millis(50);
+
+/// One workspace's merged notices: each contact with its version, and the
+/// change keys of them all.
+type Merged = (BTreeMap<ContactId, Option<i64>>, BTreeSet<String>);
 
 async fn coalesce(queue: JobQueue, mut rx: mpsc::UnboundedReceiver<Notice>) {
     while let Some(first) = rx.recv().await {
@@ -292,13 +356,16 @@ async fn coalesce(queue: JobQueue, mut rx: mpsc::UnboundedReceiver<Notice>) {
             let linger = Duration::from_millis(2 * backlog).min(MAX_LINGER);
             tokio::time::sleep(linger).await;
         }
-        let mut merged: BTreeMap<WorkspaceId, (Vec<ContactId>, BTreeSet<String>)> = BTreeMap::new();
+        let mut merged: BTreeMap<WorkspaceId, Merged> = BTreeMap::new();
         let mut count = 0;
         let mut next = Some(first);
         while let Some(notice) = next {
             count += notice.contacts.len();
             let entry = merged.entry(notice.workspace).or_default();
-            entry.0.extend(notice.contacts);
+            for (contact, version) in notice.contacts {
+                let known = entry.0.get(&contact).copied();
+                entry.0.insert(contact, merge_version(known, version));
+            }
             entry.1.extend(notice.changed);
             // Take what has already arrived; never wait for more.
             next = if count < MAX_COALESCED {
@@ -307,15 +374,13 @@ async fn coalesce(queue: JobQueue, mut rx: mpsc::UnboundedReceiver<Notice>) {
                 None
             };
         }
-        for (ws, (mut contacts, changed)) in merged {
-            contacts.sort_unstable();
-            contacts.dedup();
+        for (ws, (contacts, changed)) in merged {
             queue
-                .push_or_log(Job::ContactsChanged {
-                    workspace_id: ws.0,
-                    contact_ids: contacts.into_iter().map(|c| c.0).collect(),
-                    changed: changed.into_iter().collect(),
-                })
+                .push_or_log(contacts_job(
+                    ws,
+                    contacts.into_iter().collect(),
+                    changed.into_iter().collect(),
+                ))
                 .await;
         }
     }
@@ -351,10 +416,21 @@ async fn run_job(job: Job, materializer: &Materializer) -> Result<(), BoxDynErro
             workspace_id,
             contact_ids,
             changed,
+            versions,
         } => {
             let ids: Vec<ContactId> = contact_ids.into_iter().map(ContactId).collect();
+            // Versions that do not line up with the contacts are ignored:
+            // the worker then reads them all.
+            let known: HashMap<ContactId, i64> = if versions.len() == ids.len() {
+                ids.iter()
+                    .zip(versions)
+                    .filter_map(|(c, v)| v.map(|v| (*c, v)))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
             materializer
-                .contacts_changed(WorkspaceId(workspace_id), &ids, &changed, "write")
+                .contacts_changed_at(WorkspaceId(workspace_id), &ids, &known, &changed, "write")
                 .await?;
         }
         Job::RebuildReading {
@@ -567,5 +643,78 @@ where
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merged_version_is_the_newest_known_unless_one_write_came_without() {
+        assert_eq!(merge_version(None, Some(4)), Some(4));
+        assert_eq!(merge_version(None, None), None);
+        assert_eq!(merge_version(Some(Some(4)), Some(9)), Some(9));
+        assert_eq!(merge_version(Some(Some(9)), Some(4)), Some(9));
+        assert_eq!(merge_version(Some(None), Some(9)), None);
+        assert_eq!(merge_version(Some(Some(9)), None), None);
+    }
+
+    #[test]
+    fn versions_ride_along_only_when_some_are_known() {
+        let ws = WorkspaceId(1);
+        let unknown = contacts_job(ws, vec![(ContactId(1), None)], vec!["tags".into()]);
+        let Job::ContactsChanged { versions, .. } = &unknown else {
+            panic!("not a contacts job: {unknown:?}");
+        };
+        assert!(versions.is_empty());
+        let json = serde_json::to_value(&unknown).unwrap_or_else(|e| panic!("{e}"));
+        assert!(json.get("versions").is_none(), "{json}");
+
+        let known = contacts_job(
+            ws,
+            vec![(ContactId(1), Some(7)), (ContactId(2), None)],
+            vec!["tags".into()],
+        );
+        let Job::ContactsChanged {
+            contact_ids,
+            versions,
+            ..
+        } = &known
+        else {
+            panic!("not a contacts job: {known:?}");
+        };
+        assert_eq!(contact_ids, &[1, 2]);
+        assert_eq!(versions, &[Some(7), None]);
+    }
+
+    #[test]
+    fn jobs_queued_before_versions_existed_still_read() {
+        let old = r#"{"enqueued_at_ms": 1, "kind": "contacts_changed", "workspace_id": 3,
+                      "contact_ids": [5, 6], "changed": ["tags"]}"#;
+        let envelope: Envelope = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            envelope.job,
+            Job::ContactsChanged {
+                workspace_id: 3,
+                contact_ids: vec![5, 6],
+                changed: vec!["tags".into()],
+                versions: Vec::new(),
+            }
+        );
+        let carried = contacts_job(
+            WorkspaceId(3),
+            vec![(ContactId(5), Some(11))],
+            vec!["tags".into()],
+        );
+        let envelope = Envelope {
+            enqueued_at_ms: 1,
+            job: carried.clone(),
+        };
+        let back: Envelope = serde_json::from_str(
+            &serde_json::to_string(&envelope).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.job, carried);
     }
 }

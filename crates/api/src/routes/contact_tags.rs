@@ -16,18 +16,19 @@ async fn apply(
     id: i64,
     patch: ContactPatch,
 ) -> Result<HttpResponse, ApiError> {
-    let contact = state
+    let written = state
         .store
         .update_contact(auth.0.workspace_id, ContactId(id), &patch)
         .await?;
     state
-        .contacts_changed(
+        .contact_changed(
             auth.0.workspace_id,
-            &[contact.id],
+            written.contact.id,
+            written.version,
             segments_store::changes::touched(&patch),
         )
         .await;
-    Ok(HttpResponse::Ok().json(Contact::from(contact)))
+    Ok(HttpResponse::Ok().json(Contact::from(written.contact)))
 }
 
 /// Add tags to a contact, creating tags that do not exist yet.

@@ -31,12 +31,18 @@ pub async fn create(
     body: Json<ContactInput>,
 ) -> Result<HttpResponse, ApiError> {
     let patch = body.0.into_patch().map_err(ApiError::Validation)?;
-    let contact = state
+    let written = state
         .store
         .create_contact(auth.0.workspace_id, &patch)
         .await?;
+    let contact = written.contact;
     state
-        .contacts_changed(auth.0.workspace_id, &[contact.id], changes::everything())
+        .contact_changed(
+            auth.0.workspace_id,
+            contact.id,
+            written.version,
+            changes::everything(),
+        )
         .await;
     Ok(HttpResponse::Created().json(Contact::from(contact)))
 }
@@ -107,12 +113,18 @@ pub async fn update(
     body: Json<ContactInput>,
 ) -> Result<HttpResponse, ApiError> {
     let patch = body.0.into_patch().map_err(ApiError::Validation)?;
-    let contact = state
+    let written = state
         .store
         .update_contact(auth.0.workspace_id, ContactId(id.into_inner()), &patch)
         .await?;
+    let contact = written.contact;
     state
-        .contacts_changed(auth.0.workspace_id, &[contact.id], changes::touched(&patch))
+        .contact_changed(
+            auth.0.workspace_id,
+            contact.id,
+            written.version,
+            changes::touched(&patch),
+        )
         .await;
     Ok(HttpResponse::Ok().json(Contact::from(contact)))
 }
@@ -131,9 +143,9 @@ pub async fn remove(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = ContactId(id.into_inner());
-    state.store.delete_contact(auth.0.workspace_id, id).await?;
+    let version = state.store.delete_contact(auth.0.workspace_id, id).await?;
     state
-        .contacts_changed(auth.0.workspace_id, &[id], changes::everything())
+        .contact_changed(auth.0.workspace_id, id, version, changes::everything())
         .await;
     Ok(HttpResponse::NoContent().finish())
 }
