@@ -1,4 +1,6 @@
-//! Schema migrations for Segments, identical in effect on SQLite and PostgreSQL.
+//! Schema migrations for Segments, identical in effect on SQLite and PostgreSQL
+//! (tables, columns, indexes); the one exception is a PostgreSQL function
+//! that serves a fast path of the store (`000007`).
 //!
 //! Migrations name their own tables and columns instead of importing the
 //! store's entities: a migration is history and must not change when today's
@@ -12,6 +14,7 @@ mod m20261130_000003_create_tags;
 mod m20261130_000004_create_attributes;
 mod m20261130_000005_create_segments;
 mod m20261130_000006_create_contact_changes;
+mod m20261130_000007_create_retag_function;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -26,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_create_attributes::Migration),
             Box::new(m20261130_000005_create_segments::Migration),
             Box::new(m20261130_000006_create_contact_changes::Migration),
+            Box::new(m20261130_000007_create_retag_function::Migration),
         ]
     }
 }

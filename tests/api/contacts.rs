@@ -210,7 +210,55 @@ async fn contact_tags_and_attribute_values_have_their_own_routes(backend: Backen
     app.stop().await;
 }
 
+async fn tagging_a_contact_that_is_not_there_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.contact(json!({"tags": ["a"]})).await["id"]
+        .as_i64()
+        .unwrap();
+    let before = app.get(&format!("/v1/contacts/{id}")).await.expect(200);
+    // Another workspace's key does not reach this contact, and a missing
+    // contact is missing: neither creates the tag it names.
+    let other = app.other_workspace().await;
+    let reply = app
+        .call_as(
+            &other,
+            reqwest::Method::POST,
+            &format!("/v1/contacts/{id}/tags"),
+            Some(json!({"tags": ["ghost"]})),
+        )
+        .await;
+    reply.problem(404);
+    app.post("/v1/contacts/999999999/tags", json!({"tags": ["ghost"]}))
+        .await
+        .problem(404);
+    app.post("/v1/contacts/999999999/tags/remove", json!({"tags": ["a"]}))
+        .await
+        .problem(404);
+    let tags = app.get("/v1/tags").await.expect(200);
+    assert_eq!(tags["items"].as_array().unwrap().len(), 1, "{tags}");
+    let other_tags = app
+        .call_as(&other, reqwest::Method::GET, "/v1/tags", None)
+        .await
+        .expect(200);
+    assert_eq!(other_tags["items"], json!([]));
+    // A write that lands moves the contact's update time on.
+    let after = app
+        .post(
+            &format!("/v1/contacts/{id}/tags"),
+            json!({"tags": ["b", "B"]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(after["tags"], json!(["a", "b"]));
+    let at = |c: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(c["updated_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(at(&after) > at(&before), "{before} {after}");
+    app.stop().await;
+}
+
 on_both_backends!(
+    tagging_a_contact_that_is_not_there_changes_nothing,
     a_contact_round_trips_with_tags_and_attributes,
     patch_changes_only_what_it_names,
     opting_out_clears_the_opt_in_instant,
