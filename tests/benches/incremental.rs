@@ -216,6 +216,7 @@ async fn phase(
         ids.len()
     );
     let mut tasks = Vec::with_capacity(total);
+    let started = Instant::now();
     for k in 0..total {
         ticker.tick().await;
         let app = app.clone();
@@ -253,6 +254,66 @@ async fn phase(
     watcher.await.unwrap();
     let seen = seen.lock().await;
     let acknowledged = acknowledged.lock().await;
+    // A write acknowledged but never seen is a lost change, or one that
+    // moved nothing: say which, for the first few.
+    let unseen: Vec<(i64, bool)> = acknowledged
+        .keys()
+        .filter(|c| !seen.contains_key(c))
+        .take(5)
+        .copied()
+        .collect();
+    for (contact, add) in unseen {
+        use redis::AsyncCommands;
+        let mut conn = m.redis();
+        let in_set: bool = conn
+            .sismember(m.keys().members(ws, probe), contact)
+            .await
+            .unwrap();
+        let applied: Option<i64> = conn
+            .hget(m.keys().versions(ws, probe), contact)
+            .await
+            .unwrap();
+        let built: Option<i64> = conn
+            .hget(m.keys().meta(ws, probe), "built_seq")
+            .await
+            .unwrap();
+        let id = segments_domain::ContactId(contact);
+        let version = app
+            .store
+            .contact_versions(&[id])
+            .await
+            .unwrap()
+            .get(&id)
+            .copied();
+        let tags = app.store.get_contact(ws, id).await.unwrap().tags;
+        println!(
+            "  unseen: contact {contact} (adding: {add}): in set {in_set}, applied version {applied:?}, \
+             build at {built:?}, database version {version:?}, tags {tags:?}"
+        );
+    }
+    // Latency by the second of the phase its write was acknowledged in:
+    // tells a start-up transient from a steady state (`INCREMENTAL_METRICS=1`).
+    if std::env::var_os("INCREMENTAL_METRICS").is_some() {
+        let mut by_second: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
+        for (c, ack) in acknowledged.iter() {
+            if let Some(at) = seen.get(c) {
+                let second = ack.saturating_duration_since(started).as_secs();
+                by_second
+                    .entry(second)
+                    .or_default()
+                    .push(at.saturating_duration_since(*ack));
+            }
+        }
+        for (second, mut l) in by_second {
+            l.sort();
+            println!(
+                "  second {second}: {} writes, p50 {:.1} ms, max {:.1} ms",
+                l.len(),
+                l[l.len() / 2].as_secs_f64() * 1e3,
+                l[l.len() - 1].as_secs_f64() * 1e3
+            );
+        }
+    }
     let mut l: Vec<Duration> = acknowledged
         .iter()
         .filter_map(|(c, ack)| seen.get(c).map(|at| at.saturating_duration_since(*ack)))

@@ -136,7 +136,14 @@ impl TestApp {
         let store = Store::connect(&database.settings()).await.expect("connect");
         store.migrate().await.expect("migrate");
         let materialized = match redis {
-            Some((url, workers)) => Some(Materialized::start(store.clone(), url, workers).await),
+            // The worker reads through a pool of its own, as in `segments
+            // serve`: its statements must not queue behind requests.
+            Some((url, workers)) => {
+                let worker_store = Store::connect(&database.settings())
+                    .await
+                    .expect("connect the worker");
+                Some(Materialized::start(worker_store, url, workers).await)
+            }
             None => None,
         };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -79,6 +79,9 @@ pub struct WorkerSection {
     /// How often each worker process checks for waiting jobs and wakes
     /// its workers: the longest a job can wait for a missed wake-up.
     pub wake_interval_ms: u64,
+    /// Connections of the worker's own pool in `segments serve`, apart from
+    /// the API's, so that jobs never queue behind requests for a connection.
+    pub database_connections: u32,
     /// Where `segments worker` serves `/metrics` and `/healthz`; empty
     /// for nowhere. (`segments serve` serves them on the API's address.)
     pub metrics_bind: String,
@@ -155,6 +158,7 @@ impl Default for Settings {
                 heartbeat_secs: 5,
                 shutdown_timeout_secs: 30,
                 wake_interval_ms: 50,
+                database_connections: 6,
                 metrics_bind: "127.0.0.1:9464".into(),
             },
             telemetry: TelemetrySection {
@@ -182,6 +186,14 @@ impl Settings {
             url: self.database.url.expose().to_owned(),
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+        }
+    }
+
+    /// The pool of the worker that `segments serve` runs beside the API.
+    pub fn worker_database(&self) -> segments_store::DatabaseSettings {
+        segments_store::DatabaseSettings {
+            max_connections: self.worker.database_connections,
+            ..self.database()
         }
     }
 

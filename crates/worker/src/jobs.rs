@@ -340,11 +340,35 @@ const BACKLOG: u64 = 4;
 /// The longest the coalescer lingers.
 const MAX_LINGER: Duration = Duration::from_millis(50);
 
+/// The least time between two pushes of one coalescer: at most a hundred
+/// jobs a second from one API process, however fast writes come.
+const PACE: Duration = Duration::from_millis(10);
+
+/// How long the coalescer waits before its next push, `since_last` after
+/// the previous one began, with `backlog` jobs waiting.
+///
+/// Pacing bounds the job rate before the workers fall behind, not after:
+/// the queue's depth does not count the jobs a worker has already fetched
+/// and holds, so it rises only once a backlog exists, and a burst of writes
+/// from idle (measured: 500/s) had queued hundreds of one-contact jobs by
+/// then, which took seconds to drain. A write after a quiet spell of at
+/// least `PACE` waits for nothing.
+fn wait_before_push(since_last: Option<Duration>, backlog: u64) -> Duration {
+    let pace = since_last.map_or(Duration::ZERO, |d| PACE.saturating_sub(d));
+    let linger = if backlog > BACKLOG {
+        Duration::from_millis(2 * backlog).min(MAX_LINGER)
+    } else {
+        Duration::ZERO
+    };
+    pace.max(linger)
+}
+
 /// One workspace's merged notices: each contact with its version, and the
 /// change keys of them all.
 type Merged = (BTreeMap<ContactId, Option<i64>>, BTreeSet<String>);
 
 async fn coalesce(queue: JobQueue, mut rx: mpsc::UnboundedReceiver<Notice>) {
+    let mut last_push: Option<tokio::time::Instant> = None;
     while let Some(first) = rx.recv().await {
         // Workers that are behind gain nothing from one more small job: each
         // costs a fetch, a catalog check, a load and an acknowledgement, for
@@ -352,10 +376,11 @@ async fn coalesce(queue: JobQueue, mut rx: mpsc::UnboundedReceiver<Notice>) {
         // which loads and applies them all at once — throughput grows with
         // the load instead of the queue. When workers keep up, nothing waits.
         let backlog = queue.backlog.load(Ordering::Relaxed);
-        if backlog > BACKLOG {
-            let linger = Duration::from_millis(2 * backlog).min(MAX_LINGER);
-            tokio::time::sleep(linger).await;
+        let wait = wait_before_push(last_push.map(|at| at.elapsed()), backlog);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
+        last_push = Some(tokio::time::Instant::now());
         let mut merged: BTreeMap<WorkspaceId, Merged> = BTreeMap::new();
         let mut count = 0;
         let mut next = Some(first);
@@ -658,6 +683,21 @@ mod tests {
         assert_eq!(merge_version(Some(Some(9)), Some(4)), Some(9));
         assert_eq!(merge_version(Some(None), Some(9)), None);
         assert_eq!(merge_version(Some(Some(9)), None), None);
+    }
+
+    #[test]
+    fn pushes_are_paced_and_linger_while_workers_are_behind() {
+        let ms = Duration::from_millis;
+        // Idle: the first write and one after a quiet spell go at once.
+        assert_eq!(wait_before_push(None, 0), Duration::ZERO);
+        assert_eq!(wait_before_push(Some(PACE), 0), Duration::ZERO);
+        assert_eq!(wait_before_push(Some(ms(500)), 0), Duration::ZERO);
+        // Right after a push, the next waits out the pace.
+        assert_eq!(wait_before_push(Some(ms(3)), 0), PACE - ms(3));
+        // Behind: the longer of pace and linger, the linger capped.
+        assert_eq!(wait_before_push(Some(ms(9)), 10), ms(20));
+        assert_eq!(wait_before_push(None, 1_000), MAX_LINGER);
+        assert_eq!(wait_before_push(Some(ms(1)), BACKLOG), PACE - ms(1));
     }
 
     #[test]
