@@ -255,7 +255,9 @@ async fn phase(
     let seen = seen.lock().await;
     let acknowledged = acknowledged.lock().await;
     // A write acknowledged but never seen is a lost change, or one that
-    // moved nothing: say which, for the first few.
+    // moved nothing — removing the tag from a contact the phases before
+    // never gave it (a removing phase over more contacts than the adding
+    // one before it): say which, for the first few.
     let unseen: Vec<(i64, bool)> = acknowledged
         .keys()
         .filter(|c| !seen.contains_key(c))
