@@ -159,7 +159,15 @@ async fn watch_events(
     let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let key = m.keys().events(ws);
-    let mut last = "$".to_owned();
+    // Read from an explicit id: re-reading from `$` after a read that timed
+    // out would miss events appended between the two reads (a whole job's
+    // worth at once, at the start of a phase).
+    let newest: redis::streams::StreamRangeReply =
+        conn.xrevrange_count(&key, "+", "-", 1).await.unwrap();
+    let mut last = newest
+        .ids
+        .first()
+        .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone());
     let options = StreamReadOptions::default().block(200).count(10_000);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let reply: Option<StreamReadReply> = conn
