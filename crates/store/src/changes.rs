@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, InsertStatement, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use segments_conditions::{ALL_CHANGES, DataRef};
 use segments_domain::{ContactId, ContactPatch, SegmentId, Timestamp, WorkspaceId};
@@ -85,6 +85,20 @@ pub(crate) async fn record<C: ConnectionTrait>(
     record_each(conn, workspace_id, &rows).await
 }
 
+/// An insert into the change log, its columns named: workspace, contact,
+/// change keys, time.
+fn change_insert() -> InsertStatement {
+    Query::insert()
+        .into_table(contact_change::Entity)
+        .columns([
+            contact_change::Column::WorkspaceId,
+            contact_change::Column::ContactId,
+            contact_change::Column::Changed,
+            contact_change::Column::CreatedAt,
+        ])
+        .to_owned()
+}
+
 /// Records that one contact changed, and returns the change's sequence
 /// number: the contact's version as of this write, which its job carries so
 /// the worker need not look it up.
@@ -94,15 +108,8 @@ pub(crate) async fn record_one<C: ConnectionTrait>(
     contact_id: i64,
     changed: &[String],
 ) -> Result<i64, StoreError> {
-    let mut insert = Query::insert();
+    let mut insert = change_insert();
     insert
-        .into_table(contact_change::Entity)
-        .columns([
-            contact_change::Column::WorkspaceId,
-            contact_change::Column::ContactId,
-            contact_change::Column::Changed,
-            contact_change::Column::CreatedAt,
-        ])
         .values([
             workspace_id.0.into(),
             contact_id.into(),
@@ -125,13 +132,7 @@ pub(crate) async fn record_each<C: ConnectionTrait>(
 ) -> Result<(), StoreError> {
     let now = Timestamp::now().get();
     for chunk in rows.chunks(rows_per_statement(4)) {
-        let mut insert = Query::insert();
-        insert.into_table(contact_change::Entity).columns([
-            contact_change::Column::WorkspaceId,
-            contact_change::Column::ContactId,
-            contact_change::Column::Changed,
-            contact_change::Column::CreatedAt,
-        ]);
+        let mut insert = change_insert();
         for (id, changed) in chunk {
             insert.values([
                 workspace_id.0.into(),
@@ -160,16 +161,7 @@ pub(crate) async fn record_tagged<C: ConnectionTrait>(
         .from(contact_tag::Entity)
         .and_where(Expr::col(contact_tag::Column::TagId).eq(tag_id))
         .to_owned();
-    let insert = Query::insert()
-        .into_table(contact_change::Entity)
-        .columns([
-            contact_change::Column::WorkspaceId,
-            contact_change::Column::ContactId,
-            contact_change::Column::Changed,
-            contact_change::Column::CreatedAt,
-        ])
-        .select_from(select)?
-        .to_owned();
+    let insert = change_insert().select_from(select)?.to_owned();
     conn.execute(&insert).await?;
     Ok(())
 }
