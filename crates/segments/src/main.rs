@@ -307,9 +307,7 @@ async fn serve(store: Store, settings: Settings, with_worker: bool) -> anyhow::R
     // connections mostly idle).
     let worker_materializer = if !with_worker {
         None
-    } else if settings.database.url.expose().contains(":memory:") {
-        // A second pool on an in-memory SQLite URL would open another,
-        // empty database.
+    } else if settings.database().is_in_memory() {
         materializer(&store, &settings).await?
     } else {
         let worker_store = Store::connect(&settings.worker_database())

@@ -16,6 +16,14 @@ pub struct DatabaseSettings {
     pub acquire_timeout: Duration,
 }
 
+impl DatabaseSettings {
+    /// Whether the URL names an in-memory SQLite database, which exists
+    /// once per pool: a second pool on it would open another, empty one.
+    pub fn is_in_memory(&self) -> bool {
+        self.url.starts_with("sqlite:") && sqlite_file_path(&self.url).is_none()
+    }
+}
+
 pub(crate) async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, StoreError> {
     let mut url = settings.url.clone();
     let mut options;
@@ -76,7 +84,9 @@ fn sqlite_file_path(url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::sqlite_file_path;
+    use std::time::Duration;
+
+    use super::{DatabaseSettings, sqlite_file_path};
 
     #[test]
     fn sqlite_urls_name_their_file() {
@@ -89,5 +99,18 @@ mod tests {
             Some("/tmp/x.db")
         );
         assert_eq!(sqlite_file_path("sqlite::memory:"), None);
+    }
+
+    #[test]
+    fn only_in_memory_sqlite_is_in_memory() {
+        let settings = |url: &str| DatabaseSettings {
+            url: url.into(),
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        assert!(settings("sqlite::memory:").is_in_memory());
+        assert!(settings("sqlite://:memory:").is_in_memory());
+        assert!(!settings("sqlite://data/s.db?mode=rwc").is_in_memory());
+        assert!(!settings("postgres://postgres@127.0.0.1/test").is_in_memory());
     }
 }
