@@ -15,6 +15,7 @@ mod m20261130_000004_create_attributes;
 mod m20261130_000005_create_segments;
 mod m20261130_000006_create_contact_changes;
 mod m20261130_000007_create_retag_function;
+mod m20261130_000008_add_catalog_version;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_create_segments::Migration),
             Box::new(m20261130_000006_create_contact_changes::Migration),
             Box::new(m20261130_000007_create_retag_function::Migration),
+            Box::new(m20261130_000008_add_catalog_version::Migration),
         ]
     }
 }

@@ -317,10 +317,11 @@ async fn phase(
         for (second, mut l) in by_second {
             l.sort();
             println!(
-                "  second {second}: {} writes, p50 {:.1} ms, max {:.1} ms",
+                "  second {second}: {} writes, p50 {:.1} ms, max {:.1} ms, {} over 50 ms",
                 l.len(),
                 l[l.len() / 2].as_secs_f64() * 1e3,
-                l[l.len() - 1].as_secs_f64() * 1e3
+                l[l.len() - 1].as_secs_f64() * 1e3,
+                l.iter().filter(|d| **d > Duration::from_millis(50)).count()
             );
         }
     }
@@ -337,7 +338,9 @@ async fn phase(
     // over the run (`INCREMENTAL_METRICS=1`).
     if std::env::var_os("INCREMENTAL_METRICS").is_some() {
         for line in app.metrics().await.lines() {
-            if line.contains("kind=\"contacts_changed\"") {
+            if line.contains("kind=\"contacts_changed\"")
+                || line.starts_with("segments_change_notice_wait")
+            {
                 println!("  {line}");
             }
         }

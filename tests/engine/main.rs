@@ -4,6 +4,7 @@
 //! same contacts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod catalog;
 mod world;
 
 use std::collections::BTreeSet;

@@ -56,7 +56,7 @@ impl Materialized {
             // The reconciler only runs when a test calls it.
             reconcile_schedule: "0 0 0 1 1 * 2099".into(),
             heartbeat: Duration::from_secs(1),
-            wake_interval: Duration::from_millis(50),
+            wake_interval: Duration::from_millis(10),
         };
         let workers = (0..workers)
             .map(|_| {

@@ -157,7 +157,7 @@ impl Default for Settings {
                 reconcile_schedule: "0 * * * * *".into(),
                 heartbeat_secs: 5,
                 shutdown_timeout_secs: 30,
-                wake_interval_ms: 50,
+                wake_interval_ms: 10,
                 database_connections: 6,
                 metrics_bind: "127.0.0.1:9464".into(),
             },

@@ -12,6 +12,7 @@ use segments_domain::{
     AttributeId, AttributeKey, AttributeType, FieldError, Timestamp, Violations, WorkspaceId,
 };
 
+use crate::engine::bump_catalog;
 use crate::entities::attribute_definition;
 use crate::error::is_unique_violation;
 use crate::{Store, StoreError};
@@ -61,6 +62,7 @@ impl Store {
         ty: AttributeType,
     ) -> Result<AttributeDefinition, StoreError> {
         let txn = self.begin_write().await?;
+        bump_catalog(&txn, workspace_id).await?;
         let count = attribute_definition::Entity::find()
             .filter(attribute_definition::Column::WorkspaceId.eq(workspace_id.0))
             .count(&txn)
@@ -121,14 +123,17 @@ impl Store {
         workspace_id: WorkspaceId,
         key: &str,
     ) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
+        bump_catalog(&txn, workspace_id).await?;
         let result = attribute_definition::Entity::delete_many()
             .filter(attribute_definition::Column::WorkspaceId.eq(workspace_id.0))
             .filter(attribute_definition::Column::Key.eq(key))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         if result.rows_affected == 0 {
             return Err(StoreError::not_found("attribute", key));
         }
+        txn.commit().await?;
         Ok(())
     }
 }

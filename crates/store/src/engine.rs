@@ -27,8 +27,30 @@ use crate::entities::contact;
 use crate::segments::{SegmentRecord, SegmentRule};
 use crate::{Store, StoreError};
 
-/// Parsed catalogs by workspace, each with the fingerprint it was loaded at.
-pub(crate) type CatalogCache = HashMap<WorkspaceId, (String, Arc<Catalog>)>;
+/// Parsed catalogs by workspace, each with the catalog version it was
+/// loaded at.
+pub(crate) type CatalogCache = HashMap<WorkspaceId, (i64, Arc<Catalog>)>;
+
+/// Marks the workspace's catalog as changed. Every write to segments or
+/// attribute definitions calls it in its own transaction, so a reader that
+/// sees the write also sees the new version. Being the first statement, its
+/// row lock also queues concurrent catalog writes of one workspace.
+pub(crate) async fn bump_catalog(
+    txn: &DatabaseTransaction,
+    workspace_id: WorkspaceId,
+) -> Result<(), StoreError> {
+    use crate::entities::workspace;
+    let mut update = Query::update();
+    update
+        .table(workspace::Entity)
+        .value(
+            workspace::Column::CatalogVersion,
+            Expr::col(workspace::Column::CatalogVersion).add(1),
+        )
+        .and_where(Expr::col(workspace::Column::Id).eq(workspace_id.0));
+    txn.execute(&update).await?;
+    Ok(())
+}
 
 /// Everything conditions of one workspace are validated and compiled against.
 #[derive(Debug, Clone)]
@@ -102,64 +124,47 @@ impl Store {
         }
     }
 
-    /// A value that changes whenever the workspace's catalog does (a segment
-    /// created, edited or deleted; an attribute declared or deleted), for
-    /// caching catalogs: two aggregate queries instead of a full load.
-    pub async fn catalog_fingerprint(
+    /// The workspace's catalog version (see `bump_catalog`), or `None` when
+    /// there is no such workspace.
+    pub async fn catalog_version(
         &self,
         workspace_id: WorkspaceId,
-    ) -> Result<String, StoreError> {
-        use crate::entities::{attribute_definition, segment};
-        use sea_orm::sea_query::{Query, UnionType};
-        // One statement, two rows: it runs before every job and catalog read.
-        let mut select = Query::select();
-        select
-            .expr(Expr::val("segments"))
-            .expr(Expr::col(segment::Column::Id).count())
-            .expr(Expr::col(segment::Column::Id).max())
-            .expr(Expr::col(segment::Column::UpdatedAt).max())
-            .from(segment::Entity)
-            .and_where(Expr::col(segment::Column::WorkspaceId).eq(workspace_id.0));
-        let mut attributes = Query::select();
-        attributes
-            .expr(Expr::val("attributes"))
-            .expr(Expr::col(attribute_definition::Column::Id).count())
-            .expr(Expr::col(attribute_definition::Column::Id).max())
-            .expr(Expr::col(attribute_definition::Column::CreatedAt).max())
-            .from(attribute_definition::Entity)
-            .and_where(Expr::col(attribute_definition::Column::WorkspaceId).eq(workspace_id.0));
-        select.union(UnionType::All, attributes);
-        let mut parts = Vec::with_capacity(2);
-        for row in self.db.query_all(&select).await? {
-            let kind: String = row.try_get_by_index(0)?;
-            let count: i64 = row.try_get_by_index(1)?;
-            let max_id: Option<i64> = row.try_get_by_index(2)?;
-            let latest: Option<chrono::DateTime<chrono::Utc>> = row.try_get_by_index(3)?;
-            parts.push(format!("{kind}:{count}:{max_id:?}:{latest:?}"));
-        }
-        parts.sort();
-        Ok(parts.join("/"))
+    ) -> Result<Option<i64>, StoreError> {
+        use crate::entities::workspace;
+        Ok(workspace::Entity::find_by_id(workspace_id.0)
+            .select_only()
+            .column(workspace::Column::CatalogVersion)
+            .into_tuple()
+            .one(&self.db)
+            .await?)
     }
 
     /// The workspace's catalog. Parsing every segment's tree on each request
     /// or job would dominate them once a workspace has hundreds of segments,
-    /// so parsed catalogs are kept and reused while the two-query
-    /// fingerprint is unchanged. One store serves one registry.
+    /// so parsed catalogs are kept and reused while the workspace's catalog
+    /// version is unchanged. One store serves one registry.
+    ///
+    /// The version is read before the catalog: a catalog written in between
+    /// is then cached under an older version than its own, which only costs
+    /// one more load at the next call — never a stale catalog reused.
     pub async fn catalog(
         &self,
         workspace_id: WorkspaceId,
         registry: &Registry,
     ) -> Result<Arc<Catalog>, StoreError> {
-        let fingerprint = self.catalog_fingerprint(workspace_id).await?;
-        if let Ok(cache) = self.catalogs.lock()
+        let version = self.catalog_version(workspace_id).await?;
+        if let Some(version) = version
+            && let Ok(cache) = self.catalogs.lock()
             && let Some((seen, catalog)) = cache.get(&workspace_id)
-            && *seen == fingerprint
+            && *seen == version
         {
             return Ok(catalog.clone());
         }
         let catalog = Arc::new(self.load_catalog(workspace_id, registry).await?);
-        if let Ok(mut cache) = self.catalogs.lock() {
-            cache.insert(workspace_id, (fingerprint, catalog.clone()));
+        if let Some(version) = version
+            && let Ok(mut cache) = self.catalogs.lock()
+        {
+            cache.insert(workspace_id, (version, catalog.clone()));
         }
         Ok(catalog)
     }

@@ -44,8 +44,8 @@ const STATISTICS_TABLES: [&str; 5] = [
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
-    /// Parsed catalogs by workspace, with the fingerprint each was loaded
-    /// at (see `Store::catalog`).
+    /// Parsed catalogs by workspace, with the catalog version each was
+    /// loaded at (see `Store::catalog`).
     catalogs: std::sync::Arc<std::sync::Mutex<engine::CatalogCache>>,
 }
 

@@ -12,6 +12,7 @@ use segments_domain::{ContactId, SegmentId, Timestamp, WorkspaceId};
 
 use crate::batch::{MAX_IN_LIST, rows_per_statement};
 use crate::changes;
+use crate::engine::bump_catalog;
 use crate::entities::{contact, segment, segment_member};
 use crate::{Store, StoreError};
 
@@ -148,7 +149,9 @@ impl Store {
     ) -> Result<SegmentRecord, StoreError> {
         let now = Timestamp::now().get();
         let (kind, conditions) = rule_columns(rule);
-        segment::ActiveModel {
+        let txn = self.begin_write().await?;
+        bump_catalog(&txn, workspace_id).await?;
+        let model = segment::ActiveModel {
             workspace_id: Set(workspace_id.0),
             name: Set(name.to_owned()),
             kind: Set(kind.to_owned()),
@@ -157,9 +160,10 @@ impl Store {
             updated_at: Set(now),
             ..Default::default()
         }
-        .insert(&self.db)
-        .await?
-        .try_into()
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        model.try_into()
     }
 
     /// Renames a segment and/or replaces its conditions (validated by the caller).
@@ -185,9 +189,12 @@ impl Store {
                 .value(segment::Column::Kind, kind)
                 .value(segment::Column::Conditions, conditions);
         }
-        if self.db.execute(&update).await?.rows_affected() == 0 {
+        let txn = self.begin_write().await?;
+        bump_catalog(&txn, workspace_id).await?;
+        if txn.execute(&update).await?.rows_affected() == 0 {
             return Err(StoreError::not_found("segment", id));
         }
+        txn.commit().await?;
         self.get_segment(workspace_id, id).await
     }
 
@@ -196,14 +203,17 @@ impl Store {
         workspace_id: WorkspaceId,
         id: SegmentId,
     ) -> Result<(), StoreError> {
+        let txn = self.begin_write().await?;
+        bump_catalog(&txn, workspace_id).await?;
         let result = segment::Entity::delete_many()
             .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
             .filter(segment::Column::Id.eq(id.0))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         if result.rows_affected == 0 {
             return Err(StoreError::not_found("segment", id));
         }
+        txn.commit().await?;
         Ok(())
     }
 

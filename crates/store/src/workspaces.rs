@@ -102,6 +102,7 @@ impl Store {
         let ws = workspace::ActiveModel {
             name: Set(name.as_str().to_owned()),
             created_at: Set(Timestamp::now().get()),
+            catalog_version: Set(0),
             ..Default::default()
         }
         .insert(&txn)

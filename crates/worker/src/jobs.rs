@@ -265,6 +265,7 @@ impl JobQueue {
             workspace: ws,
             contacts,
             changed,
+            at: tokio::time::Instant::now(),
         };
         let notice = match &self.notices {
             Some(tx) => match tx.send(notice) {
@@ -297,6 +298,8 @@ struct Notice {
     /// Each contact with its version, when the writer knew it.
     contacts: Vec<(ContactId, Option<i64>)>,
     changed: Vec<String>,
+    /// When the write announced it.
+    at: tokio::time::Instant,
 }
 
 /// The job announcing `contacts`; versions ride along only when some are
@@ -382,6 +385,7 @@ async fn coalesce(queue: JobQueue, mut rx: mpsc::UnboundedReceiver<Notice>) {
             tokio::time::sleep(wait).await;
         }
         last_push = Some(tokio::time::Instant::now());
+        let oldest = first.at;
         let mut merged: BTreeMap<WorkspaceId, Merged> = BTreeMap::new();
         let mut count = 0;
         let mut next = Some(first);
@@ -409,6 +413,7 @@ async fn coalesce(queue: JobQueue, mut rx: mpsc::UnboundedReceiver<Notice>) {
                 ))
                 .await;
         }
+        crate::metrics::notice_waited(oldest.elapsed());
     }
 }
 
@@ -532,7 +537,7 @@ impl Default for WorkerSettings {
             concurrency: 4,
             reconcile_schedule: "0 * * * * *".into(),
             heartbeat: Duration::from_secs(5),
-            wake_interval: Duration::from_millis(50),
+            wake_interval: Duration::from_millis(10),
         }
     }
 }
@@ -628,6 +633,14 @@ pub async fn run(
 /// wake-up, and under load some published wake-ups are missed (measured:
 /// with a 5 s heartbeat, half the jobs waited over 0.5 s at 200 jobs/s).
 /// Checking the queue every `wake_interval` bounds that wait.
+///
+/// Why wake-ups are missed, as apalis-core 1.0 reads: a wake-up that
+/// arrives while a fetch is in flight is consumed by that poll, but the
+/// fetch ran in Redis before the job was pushed and comes back empty, and
+/// the worker then parks until the next wake-up. At 500 writes/s that hit
+/// about 1% of writes, so the interval is the tail of the write-to-set
+/// latency: 50 ms gave p99 40–48 ms, 10 ms gives 13–19 ms (BENCHMARKS.md).
+/// Each check is one pipelined round trip to Redis.
 async fn nudge(materializer: Arc<Materializer>, every: Duration, rx: watch::Receiver<bool>) {
     let queue = JobQueue::new(
         materializer.redis(),

@@ -14,6 +14,7 @@ pub const JOBS_FINISHED: &str = "segments_jobs_total";
 pub const JOB_RUN: &str = "segments_job_run_duration_seconds";
 pub const JOB_LATENCY: &str = "segments_job_latency_seconds";
 pub const QUEUE_DEPTH: &str = "segments_job_queue_depth";
+pub const NOTICE_WAIT: &str = "segments_change_notice_wait_seconds";
 pub const REBUILDS: &str = "segments_rebuilds_total";
 pub const REBUILD_DURATION: &str = "segments_rebuild_duration_seconds";
 pub const MEMBERS_CHANGED: &str = "segments_members_changed_total";
@@ -42,6 +43,11 @@ pub fn describe() {
         JOB_LATENCY,
         Unit::Seconds,
         "Time from a job's enqueueing to the end of its run, by kind."
+    );
+    describe_histogram!(
+        NOTICE_WAIT,
+        Unit::Seconds,
+        "Time from a contact write's notice to the push of the job carrying it, for the oldest notice of each job a process's coalescer pushes."
     );
     describe_gauge!(
         QUEUE_DEPTH,
@@ -91,6 +97,10 @@ pub(crate) fn job_finished(kind: &'static str, ok: bool, run: Duration, latency:
     if let Some(latency) = latency {
         histogram!(JOB_LATENCY, "kind" => kind).record(latency.as_secs_f64());
     }
+}
+
+pub(crate) fn notice_waited(wait: Duration) {
+    histogram!(NOTICE_WAIT).record(wait.as_secs_f64());
 }
 
 pub(crate) fn queue_depth(depth: u64) {

@@ -7,6 +7,9 @@ pub struct Model {
     pub id: i64,
     pub name: String,
     pub created_at: DateTimeUtc,
+    /// Incremented by every write to the workspace's catalog (segments,
+    /// attribute definitions), in the write's transaction.
+    pub catalog_version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

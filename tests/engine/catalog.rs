@@ -1,0 +1,133 @@
+//! The parsed-catalog cache: every catalog write reaches every store, even
+//! one with its own pool and cache (the worker of `segments serve`, another
+//! process), on both databases.
+
+use segments_conditions::Registry;
+use segments_domain::{AttributeKey, AttributeType, Label, SegmentId};
+use segments_store::{SegmentRule, Store};
+use segments_tests::{Backend, TestDatabase};
+use serde_json::json;
+
+fn names(catalog: &segments_store::Catalog) -> Vec<(SegmentId, String)> {
+    catalog
+        .records
+        .iter()
+        .map(|r| (r.id, r.name.clone()))
+        .collect()
+}
+
+async fn catalog_follows_every_catalog_write(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let writer = Store::connect(&db.settings()).await.unwrap();
+    writer.migrate().await.unwrap();
+    // A second store, as a worker process has: its own pool, its own cache.
+    let reader = Store::connect(&db.settings()).await.unwrap();
+    let registry: Registry = {
+        let mut builder = segments_conditions::RegistryBuilder::new();
+        segments_conditions::builtin::register_all(&mut builder);
+        builder.build()
+    };
+    let (record, _) = writer
+        .create_workspace(&Label::parse("catalog").unwrap())
+        .await
+        .unwrap();
+    let ws = record.id;
+    let version = |store: &Store| {
+        let store = store.clone();
+        async move { store.catalog_version(ws).await.unwrap().unwrap() }
+    };
+    // Both caches hold the empty catalog.
+    for store in [&writer, &reader] {
+        let catalog = store.catalog(ws, &registry).await.unwrap();
+        assert!(catalog.records.is_empty() && catalog.attributes.is_empty());
+    }
+    let mut last = version(&reader).await;
+    let mut bumped = |now: i64, what: &str| {
+        assert!(now > last, "{what} did not change the catalog version");
+        last = now;
+    };
+
+    let score = AttributeKey::parse("score").unwrap();
+    writer
+        .define_attribute(ws, &score, AttributeType::Number)
+        .await
+        .unwrap();
+    bumped(version(&reader).await, "declaring an attribute");
+    let catalog = reader.catalog(ws, &registry).await.unwrap();
+    assert!(catalog.attributes.contains_key("score"));
+
+    let rule = SegmentRule::Dynamic(
+        json!({"type": "attribute", "params": {"key": "score", "op": "ge", "value": 5}}),
+    );
+    let segment = writer.create_segment(ws, "high", &rule).await.unwrap();
+    bumped(version(&reader).await, "creating a segment");
+    let catalog = reader.catalog(ws, &registry).await.unwrap();
+    assert_eq!(names(&catalog), vec![(segment.id, "high".to_owned())]);
+    assert!(catalog.broken.is_empty(), "{:?}", catalog.broken);
+
+    writer
+        .update_segment(ws, segment.id, Some("higher"), None)
+        .await
+        .unwrap();
+    bumped(version(&reader).await, "renaming a segment");
+    let catalog = reader.catalog(ws, &registry).await.unwrap();
+    assert_eq!(names(&catalog), vec![(segment.id, "higher".to_owned())]);
+
+    // Deleting the attribute the segment reads breaks the segment.
+    writer.delete_attribute(ws, "score").await.unwrap();
+    bumped(version(&reader).await, "deleting an attribute");
+    let catalog = reader.catalog(ws, &registry).await.unwrap();
+    assert!(catalog.attributes.is_empty());
+    assert!(catalog.broken.contains_key(&segment.id));
+
+    writer.delete_segment(ws, segment.id).await.unwrap();
+    bumped(version(&reader).await, "deleting a segment");
+    assert!(
+        reader
+            .catalog(ws, &registry)
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
+
+    // A write that fails changes neither the catalog nor its version.
+    let missing = SegmentId(segment.id.0 + 1_000);
+    assert!(writer.delete_segment(ws, missing).await.is_err());
+    assert!(
+        writer
+            .update_segment(ws, missing, Some("nobody"), None)
+            .await
+            .is_err()
+    );
+    assert_eq!(version(&reader).await, last);
+
+    // Versions are per workspace.
+    let (other, _) = writer
+        .create_workspace(&Label::parse("other").unwrap())
+        .await
+        .unwrap();
+    writer
+        .create_segment(other.id, "theirs", &SegmentRule::Static)
+        .await
+        .unwrap();
+    assert_eq!(version(&reader).await, last);
+    assert!(
+        reader
+            .catalog(ws, &registry)
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn catalog_follows_every_catalog_write_on_sqlite() {
+    catalog_follows_every_catalog_write(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn catalog_follows_every_catalog_write_on_postgres() {
+    catalog_follows_every_catalog_write(Backend::Postgres).await;
+}
