@@ -51,12 +51,13 @@ impl Materialized {
         )
         .coalescing();
         let (stop, rx) = watch::channel(false);
+        // Production's concurrency and wake interval, so tests and benches
+        // measure what `segments serve` runs.
         let worker_settings = WorkerSettings {
-            concurrency: 4,
             // The reconciler only runs when a test calls it.
             reconcile_schedule: "0 0 0 1 1 * 2099".into(),
             heartbeat: Duration::from_secs(1),
-            wake_interval: Duration::from_millis(10),
+            ..WorkerSettings::default()
         };
         let workers = (0..workers)
             .map(|_| {
