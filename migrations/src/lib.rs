@@ -1,6 +1,8 @@
 //! Schema migrations for Segments, identical in effect on SQLite and PostgreSQL
-//! (tables, columns, indexes); the one exception is a PostgreSQL function
-//! that serves a fast path of the store (`000007`).
+//! (tables, columns, indexes); the exceptions are a PostgreSQL function
+//! that serves a fast path of the store (`000007`) and the default of
+//! `contact_changes.xid`, the writer's transaction id, which only PostgreSQL
+//! has (`000009`).
 //!
 //! Migrations name their own tables and columns instead of importing the
 //! store's entities: a migration is history and must not change when today's
@@ -16,6 +18,7 @@ mod m20261130_000005_create_segments;
 mod m20261130_000006_create_contact_changes;
 mod m20261130_000007_create_retag_function;
 mod m20261130_000008_add_catalog_version;
+mod m20261201_000009_add_change_xid;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -32,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000006_create_contact_changes::Migration),
             Box::new(m20261130_000007_create_retag_function::Migration),
             Box::new(m20261130_000008_add_catalog_version::Migration),
+            Box::new(m20261201_000009_add_change_xid::Migration),
         ]
     }
 }

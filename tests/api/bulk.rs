@@ -207,7 +207,53 @@ async fn bulk_loads_refresh_the_planners_statistics(backend: Backend) {
     assert_eq!(planned_contacts(&app).await, Some(300));
 }
 
+/// Two bulk upserts of the same contacts, listed in opposite orders, at the
+/// same moment: each row lock one takes the other wants. Both must succeed —
+/// the first round creates the contacts, the next ones update them — and
+/// leave every contact as one of the two wrote it, whole.
+async fn concurrent_bulk_upserts_in_opposite_orders_both_succeed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.attribute("score", "number").await;
+    let items = |round: usize, writer: usize| -> Value {
+        let mut contacts: Vec<Value> = (0..3_000)
+            .map(|i| {
+                json!({
+                    "external_id": format!("x{i}"),
+                    "opted_in": writer == 0,
+                    "tags": [format!("w{writer}")],
+                    "attributes": {"score": round * 10 + writer}
+                })
+            })
+            .collect();
+        if writer == 1 {
+            contacts.reverse();
+        }
+        json!({ "contacts": contacts })
+    };
+    for round in 0..3 {
+        let (a, b) = tokio::join!(
+            app.post("/v1/contacts/bulk-upsert", items(round, 0)),
+            app.post("/v1/contacts/bulk-upsert", items(round, 1)),
+        );
+        let (a, b) = (a.expect(200), b.expect(200));
+        assert_eq!(a["errors"], json!([]));
+        assert_eq!(b["errors"], json!([]));
+        let contacts = all_contacts(&app).await;
+        assert_eq!(contacts.len(), 3_000);
+        // Each request is one transaction, so the one that committed last
+        // wrote every contact, and each contact holds its whole item.
+        let last = usize::from(contacts[0]["tags"] == json!(["w1"]));
+        for c in &contacts {
+            assert_eq!(c["tags"], json!([format!("w{last}")]), "{c}");
+            assert_eq!(c["opted_in"], json!(last == 0), "{c}");
+            assert_eq!(c["attributes"]["score"], json!(round * 10 + last), "{c}");
+        }
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    concurrent_bulk_upserts_in_opposite_orders_both_succeed,
     bulk_loads_refresh_the_planners_statistics,
     bulk_upsert_is_idempotent,
     bulk_items_patch_existing_contacts,

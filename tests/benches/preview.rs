@@ -64,12 +64,12 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let store = Store::connect(&DatabaseSettings { url, max_connections: 8, acquire_timeout: Duration::from_secs(30) })
+        let store = Store::connect(&DatabaseSettings { url, max_connections: 8, acquire_timeout: Duration::from_secs(30) }, std::sync::Arc::new(Registry::builtin()))
             .await
             .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
-        let server = segments_api::serve(listener, AppState::new(store.clone(), Registry::builtin()), HttpSettings::default()).unwrap();
+        let server = segments_api::serve(listener, AppState::new(store.clone()), HttpSettings::default()).unwrap();
         tokio::spawn(server);
         let client = reqwest::Client::new();
         let principal = store.authenticate(&key).await.unwrap().expect("a valid key");
@@ -100,7 +100,7 @@ fn main() {
                 times[RUNS - 1].as_secs_f64() * 1e3
             );
             if std::env::var_os("BENCH_EXPLAIN").is_some() && store.backend() == DbBackend::Postgres {
-                let catalog = store.catalog(principal.workspace_id, &Registry::builtin()).await.unwrap();
+                let catalog = store.catalog(principal.workspace_id).await.unwrap();
                 let parsed = catalog.parse(&tree, &Registry::builtin(), Limits::default(), None).unwrap();
                 let condition = parsed.to_sql(&catalog.sql_context(store.sql_backend(), Timestamp::now())).unwrap();
                 let select = sea_orm::sea_query::Query::select()

@@ -30,11 +30,14 @@ fn url() -> String {
 }
 
 async fn store() -> Store {
-    Store::connect(&DatabaseSettings {
-        url: url(),
-        max_connections: 4,
-        acquire_timeout: Duration::from_secs(30),
-    })
+    Store::connect(
+        &DatabaseSettings {
+            url: url(),
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(30),
+        },
+        Arc::new(Registry::builtin()),
+    )
     .await
     .unwrap()
 }
@@ -60,7 +63,6 @@ async fn child(ws: i64, segment: i64) {
     let materializer = Materializer::connect(
         store().await,
         "redis://127.0.0.1:6379",
-        Arc::new(Registry::builtin()),
         MaterializerSettings {
             prefix: PREFIX.into(),
             ..MaterializerSettings::default()
@@ -147,7 +149,7 @@ fn main() {
                 .create_segment(ws, &format!("bench {label}"), &SegmentRule::Dynamic(tree))
                 .await
                 .unwrap();
-            let catalog = store.catalog(ws, &Registry::builtin()).await.unwrap();
+            let catalog = store.catalog(ws).await.unwrap();
             let ctx = catalog.sql_context(store.sql_backend(), Timestamp::now());
             let condition = catalog.segments.membership_sql(record.id, &ctx).unwrap();
             let sql = Query::select()

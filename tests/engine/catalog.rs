@@ -18,15 +18,12 @@ fn names(catalog: &segments_store::Catalog) -> Vec<(SegmentId, String)> {
 
 async fn catalog_follows_every_catalog_write(backend: Backend) {
     let db = TestDatabase::create(backend).await;
-    let writer = Store::connect(&db.settings()).await.unwrap();
+    let writer = Store::connect(&db.settings(), std::sync::Arc::new(Registry::builtin()))
+        .await
+        .unwrap();
     writer.migrate().await.unwrap();
     // A second store, as a worker process has: its own pool, its own cache.
-    let reader = Store::connect(&db.settings()).await.unwrap();
-    let registry: Registry = {
-        let mut builder = segments_conditions::RegistryBuilder::new();
-        segments_conditions::builtin::register_all(&mut builder);
-        builder.build()
-    };
+    let reader = writer.connect_another(&db.settings()).await.unwrap();
     let (record, _) = writer
         .create_workspace(&Label::parse("catalog").unwrap())
         .await
@@ -38,7 +35,7 @@ async fn catalog_follows_every_catalog_write(backend: Backend) {
     };
     // Both caches hold the empty catalog.
     for store in [&writer, &reader] {
-        let catalog = store.catalog(ws, &registry).await.unwrap();
+        let catalog = store.catalog(ws).await.unwrap();
         assert!(catalog.records.is_empty() && catalog.attributes.is_empty());
     }
     let mut last = version(&reader).await;
@@ -53,7 +50,7 @@ async fn catalog_follows_every_catalog_write(backend: Backend) {
         .await
         .unwrap();
     bumped(version(&reader).await, "declaring an attribute");
-    let catalog = reader.catalog(ws, &registry).await.unwrap();
+    let catalog = reader.catalog(ws).await.unwrap();
     assert!(catalog.attributes.contains_key("score"));
 
     let rule = SegmentRule::Dynamic(
@@ -61,7 +58,7 @@ async fn catalog_follows_every_catalog_write(backend: Backend) {
     );
     let segment = writer.create_segment(ws, "high", &rule).await.unwrap();
     bumped(version(&reader).await, "creating a segment");
-    let catalog = reader.catalog(ws, &registry).await.unwrap();
+    let catalog = reader.catalog(ws).await.unwrap();
     assert_eq!(names(&catalog), vec![(segment.id, "high".to_owned())]);
     assert!(catalog.broken.is_empty(), "{:?}", catalog.broken);
 
@@ -70,19 +67,19 @@ async fn catalog_follows_every_catalog_write(backend: Backend) {
         .await
         .unwrap();
     bumped(version(&reader).await, "renaming a segment");
-    let catalog = reader.catalog(ws, &registry).await.unwrap();
+    let catalog = reader.catalog(ws).await.unwrap();
     assert_eq!(names(&catalog), vec![(segment.id, "higher".to_owned())]);
 
     // Deleting the attribute the segment reads breaks the segment.
     writer.delete_attribute(ws, "score").await.unwrap();
     bumped(version(&reader).await, "deleting an attribute");
-    let catalog = reader.catalog(ws, &registry).await.unwrap();
+    let catalog = reader.catalog(ws).await.unwrap();
     assert!(catalog.attributes.is_empty());
     assert!(catalog.broken.contains_key(&segment.id));
 
     writer.delete_segment(ws, segment.id).await.unwrap();
     bumped(version(&reader).await, "deleting a segment");
-    assert!(names(&reader.catalog(ws, &registry).await.unwrap()).is_empty());
+    assert!(names(&reader.catalog(ws).await.unwrap()).is_empty());
 
     // A write that fails changes neither the catalog nor its version.
     let missing = SegmentId(segment.id.0 + 1_000);
@@ -105,7 +102,7 @@ async fn catalog_follows_every_catalog_write(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(version(&reader).await, last);
-    assert!(names(&reader.catalog(ws, &registry).await.unwrap()).is_empty());
+    assert!(names(&reader.catalog(ws).await.unwrap()).is_empty());
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use world::{World, tree_strategy, world_strategy};
 struct Fixture {
     runtime: tokio::runtime::Runtime,
     databases: Vec<(Backend, Store, TestDatabase)>,
-    registry: Registry,
+    registry: std::sync::Arc<Registry>,
 }
 
 impl Fixture {
@@ -30,26 +30,29 @@ impl Fixture {
             .enable_all()
             .build()
             .unwrap();
-        let databases = runtime.block_on(async {
-            let mut out = Vec::new();
-            for backend in [Backend::Sqlite, Backend::Postgres] {
-                let db = TestDatabase::create(backend).await;
-                let store = Store::connect(&db.settings()).await.unwrap();
-                store.migrate().await.unwrap();
-                out.push((backend, store, db));
-            }
-            out
-        });
         let mut builder = segments_conditions::RegistryBuilder::new();
         segments_conditions::builtin::register_all(&mut builder);
         // The example third-party plugin takes part like a built-in.
         builder
             .register(segments_plugin_email_domain::EmailDomainCondition)
             .unwrap();
+        let registry = std::sync::Arc::new(builder.build());
+        let databases = runtime.block_on(async {
+            let mut out = Vec::new();
+            for backend in [Backend::Sqlite, Backend::Postgres] {
+                let db = TestDatabase::create(backend).await;
+                let store = Store::connect(&db.settings(), registry.clone())
+                    .await
+                    .unwrap();
+                store.migrate().await.unwrap();
+                out.push((backend, store, db));
+            }
+            out
+        });
         Self {
             runtime,
             databases,
-            registry: builder.build(),
+            registry,
         }
     }
 }
@@ -70,7 +73,7 @@ async fn evaluate(
     let principal = store.authenticate(&key.secret).await.unwrap().unwrap();
     let ws = principal.workspace_id;
     let installed = world.install(store, ws, registry).await;
-    let catalog = store.catalog(ws, registry).await.unwrap();
+    let catalog = store.catalog(ws).await.unwrap();
     assert!(catalog.broken.is_empty(), "{:?}", catalog.broken);
     let ids: Vec<_> = installed.external_ids.keys().copied().collect();
     let snapshots = store.snapshots(ws, &ids).await.unwrap();

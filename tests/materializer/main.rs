@@ -3,6 +3,7 @@
 //! win, and no committed change is lost while Redis is away.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod commit_order;
 mod convergence;
 mod crash;
 mod outage;
@@ -10,7 +11,7 @@ mod sets;
 
 use std::time::Duration;
 
-use segments_conditions::{Registry, SegmentSql};
+use segments_conditions::SegmentSql;
 use segments_domain::{ContactId, SegmentId, Timestamp};
 use segments_tests::TestApp;
 
@@ -21,7 +22,7 @@ pub const REDIS: &str = "redis://127.0.0.1:6379";
 pub async fn differences(app: &TestApp) -> Vec<(SegmentId, Vec<ContactId>, Vec<ContactId>)> {
     let m = &app.materialized.as_ref().unwrap().materializer;
     let ws = app.workspace_id().await;
-    let catalog = app.store.catalog(ws, &Registry::builtin()).await.unwrap();
+    let catalog = app.store.catalog(ws).await.unwrap();
     let mut out = Vec::new();
     for record in &catalog.records {
         let ctx = catalog.sql_context(app.store.sql_backend(), Timestamp::now());
@@ -37,6 +38,7 @@ pub async fn differences(app: &TestApp) -> Vec<(SegmentId, Vec<ContactId>, Vec<C
 }
 
 /// Waits until every set equals SQL; fails with the differences after `within`.
+/// Then holds the layout's invariant: no live key of a segment expires.
 pub async fn converged(app: &TestApp, within: Duration) {
     segments_tests::eventually(within, || async {
         let diff = differences(app).await;
@@ -47,4 +49,25 @@ pub async fn converged(app: &TestApp, within: Duration) {
         }
     })
     .await;
+    assert_no_expiry(app).await;
+}
+
+/// Fails if a live key of any segment (members, meta, versions) carries a
+/// time to live: only temporary build sets and snapshots may expire.
+pub async fn assert_no_expiry(app: &TestApp) {
+    let m = &app.materialized.as_ref().unwrap().materializer;
+    let ws = app.workspace_id().await;
+    let catalog = app.store.catalog(ws).await.unwrap();
+    let mut conn = m.redis();
+    for record in &catalog.records {
+        for key in [
+            m.keys().members(ws, record.id),
+            m.keys().meta(ws, record.id),
+            m.keys().versions(ws, record.id),
+        ] {
+            let ttl: i64 = redis::AsyncCommands::ttl(&mut conn, &key).await.unwrap();
+            // -1: no expiry; -2: no such key (an empty set or no decision yet).
+            assert!(ttl < 0, "{key} expires in {ttl} s");
+        }
+    }
 }

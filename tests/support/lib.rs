@@ -133,13 +133,16 @@ impl TestApp {
         redis: Option<(&str, usize)>,
     ) -> Self {
         let database = TestDatabase::create(backend).await;
-        let store = Store::connect(&database.settings()).await.expect("connect");
+        let store = Store::connect(&database.settings(), std::sync::Arc::new(registry))
+            .await
+            .expect("connect");
         store.migrate().await.expect("migrate");
         let materialized = match redis {
             // The worker reads through a pool of its own, as in `segments
             // serve`: its statements must not queue behind requests.
             Some((url, workers)) => {
-                let worker_store = Store::connect(&database.settings())
+                let worker_store = store
+                    .connect_another(&database.settings())
                     .await
                     .expect("connect the worker");
                 Some(Materialized::start(worker_store, url, workers).await)
@@ -151,7 +154,7 @@ impl TestApp {
         let state = AppState {
             redis: materialized.as_ref().map(Materialized::state),
             metrics: Some(segments_api::metrics::recorder().expect("metrics recorder")),
-            ..AppState::new(store.clone(), registry)
+            ..AppState::new(store.clone())
         };
         let server = segments_api::serve(listener, state, http).expect("serve");
         let handle = server.handle();

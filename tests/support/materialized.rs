@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use rand::Rng;
 use segments_api::Materialization;
-use segments_conditions::Registry;
 use segments_store::Store;
 use segments_worker::{JobQueue, Materializer, MaterializerSettings, WorkerSettings};
 use tokio::sync::watch;
@@ -34,12 +33,10 @@ impl Materialized {
         );
         let settings = MaterializerSettings {
             prefix: prefix.clone(),
-            // Tests drive the reconciler themselves and want every change swept.
-            sweep_settle: Duration::ZERO,
             ..MaterializerSettings::default()
         };
         let materializer = Arc::new(
-            Materializer::connect(store, redis_url, Arc::new(Registry::builtin()), settings)
+            Materializer::connect(store, redis_url, settings)
                 .await
                 .expect("redis client"),
         );

@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, middleware, web};
 use metrics_exporter_prometheus::PrometheusHandle;
-use segments_conditions::{Limits, Registry};
+use segments_conditions::Limits;
 use segments_domain::{ContactId, SegmentId, WorkspaceId};
 use segments_store::Store;
 use segments_worker::{JobQueue, Materializer};
@@ -31,9 +31,8 @@ pub use rate_limit::RateLimit;
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// The database, and through it the one registry of condition types.
     pub store: Store,
-    /// The condition types this process knows.
-    pub registry: Arc<Registry>,
     pub engine: EngineSettings,
     /// The materializer, when Redis is configured.
     pub redis: Option<Materialization>,
@@ -56,10 +55,9 @@ pub struct Materialization {
 
 impl AppState {
     /// State with default engine settings.
-    pub fn new(store: Store, registry: Registry) -> Self {
+    pub fn new(store: Store) -> Self {
         Self {
             store,
-            registry: Arc::new(registry),
             engine: EngineSettings::default(),
             redis: None,
             metrics: None,
@@ -88,7 +86,7 @@ impl AppState {
         &self,
         ws: WorkspaceId,
         contact: ContactId,
-        version: i64,
+        version: segments_store::ChangeStamp,
         changed: Vec<String>,
     ) {
         if let Some(redis) = &self.redis {

@@ -436,7 +436,7 @@ async fn write(
             workspace_id: ws.0,
             contact_ids: ids.iter().map(|c| c.0).collect(),
             changed,
-            versions: Vec::new(),
+            stamps: Vec::new(),
         };
         if let Err(e) = jobs.push(job).await {
             // Every write is in the change log: the reconciler applies what

@@ -119,7 +119,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
-    let store = Store::connect(&settings.database())
+    // The one registry of condition types: the API and every worker read
+    // through this store (or another over the same registry), so a type
+    // registered here is known to both.
+    let store = Store::connect(&settings.database(), Arc::new(Registry::builtin()))
         .await
         .context("connecting to the database")?;
     match command {
@@ -270,7 +273,6 @@ async fn materializer(store: &Store, settings: &Settings) -> anyhow::Result<Opti
         Materializer::connect(
             store.clone(),
             settings.redis.url.expose(),
-            Arc::new(Registry::builtin()),
             settings.materializer(),
         )
         .await
@@ -310,7 +312,8 @@ async fn serve(store: Store, settings: Settings, with_worker: bool) -> anyhow::R
     } else if settings.database().is_in_memory() {
         materializer(&store, &settings).await?
     } else {
-        let worker_store = Store::connect(&settings.worker_database())
+        let worker_store = store
+            .connect_another(&settings.worker_database())
             .await
             .context("connecting the worker to the database")?;
         materializer(&worker_store, &settings).await?
@@ -327,7 +330,7 @@ async fn serve(store: Store, settings: Settings, with_worker: bool) -> anyhow::R
         auth: Arc::new(segments_api::auth_cache::AuthCache::new(
             Duration::from_secs(settings.http.auth_cache_secs),
         )),
-        ..AppState::new(store, Registry::builtin())
+        ..AppState::new(store)
     };
     let server = segments_api::serve(listener, state, settings.http())?;
     let handle = server.handle();

@@ -61,6 +61,16 @@ impl Store {
         key: &AttributeKey,
         ty: AttributeType,
     ) -> Result<AttributeDefinition, StoreError> {
+        self.retrying(async || self.define_attribute_once(workspace_id, key, ty).await)
+            .await
+    }
+
+    async fn define_attribute_once(
+        &self,
+        workspace_id: WorkspaceId,
+        key: &AttributeKey,
+        ty: AttributeType,
+    ) -> Result<AttributeDefinition, StoreError> {
         let txn = self.begin_write().await?;
         bump_catalog(&txn, workspace_id).await?;
         let count = attribute_definition::Entity::find()
@@ -119,6 +129,15 @@ impl Store {
 
     /// Deletes a definition and, through the foreign key, every value of it.
     pub async fn delete_attribute(
+        &self,
+        workspace_id: WorkspaceId,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        self.retrying(async || self.delete_attribute_once(workspace_id, key).await)
+            .await
+    }
+
+    async fn delete_attribute_once(
         &self,
         workspace_id: WorkspaceId,
         key: &str,

@@ -5,13 +5,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::sea_query::{Expr, ExprTrait, InsertStatement, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::sea_query::{Expr, ExprTrait, InsertStatement, Query, SimpleExpr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+};
 use segments_conditions::{ALL_CHANGES, DataRef};
 use segments_domain::{ContactId, ContactPatch, SegmentId, Timestamp, WorkspaceId};
 
 use crate::batch::{MAX_IN_LIST, rows_per_statement};
-use crate::entities::{contact_change, contact_tag, workspace};
+use crate::entities::{contact_change, workspace};
 use crate::{Store, StoreError};
 
 /// One recorded change.
@@ -22,6 +25,84 @@ pub struct ChangeRecord {
     pub contact_id: ContactId,
     /// Change keys (`DataRef::change_key`), or `*`.
     pub changed: Vec<String>,
+}
+
+/// When a contact's change happened, in the two orders that matter.
+///
+/// `seq` is the contact's version: every write to a contact takes its row
+/// lock before recording its change, so one contact's sequence numbers
+/// follow commit order (across contacts they follow insertion order, which
+/// is not commit order). `xid` is the writing transaction, which decides
+/// whether a build's snapshot saw the change (`ChangeSnapshot::sees`); on
+/// SQLite, whose writers are serialized, it is the sequence number itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChangeStamp {
+    pub seq: i64,
+    pub xid: i64,
+}
+
+impl ChangeStamp {
+    pub(crate) fn new(seq: i64, xid: Option<i64>) -> Self {
+        Self {
+            seq,
+            xid: xid.unwrap_or(seq),
+        }
+    }
+}
+
+/// What one reading transaction could see of the change log, in
+/// PostgreSQL's snapshot terms: every transaction below `xmin` had ended,
+/// none from `xmax` on had, and those in `in_progress` (between the two)
+/// were still running. On SQLite a snapshot is "everything through seq N":
+/// `xmin = xmax = N + 1`, nobody in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeSnapshot {
+    pub xmin: i64,
+    pub xmax: i64,
+    pub in_progress: Vec<i64>,
+}
+
+impl ChangeSnapshot {
+    /// Everything through `seq` (SQLite).
+    pub fn through(seq: i64) -> Self {
+        Self {
+            xmin: seq + 1,
+            xmax: seq + 1,
+            in_progress: Vec::new(),
+        }
+    }
+
+    /// Whether a reader with this snapshot saw the writes of transaction
+    /// `xid` (committed ones only: an aborted transaction wrote no change).
+    pub fn sees(&self, xid: i64) -> bool {
+        xid < self.xmin || (xid < self.xmax && !self.in_progress.contains(&xid))
+    }
+
+    /// Parses `pg_current_snapshot()::text`: `xmin:xmax:xip,xip,…`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split(':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let in_progress = match parts.next()? {
+            "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?,
+        };
+        parts.next().is_none().then_some(Self {
+            xmin,
+            xmax,
+            in_progress,
+        })
+    }
+
+    /// The form `parse` reads (and PostgreSQL's `pg_snapshot` input).
+    pub fn to_text(&self) -> String {
+        let list: Vec<String> = self.in_progress.iter().map(i64::to_string).collect();
+        format!("{}:{}:{}", self.xmin, self.xmax, list.join(","))
+    }
 }
 
 /// The change keys of what a patch touches.
@@ -65,6 +146,11 @@ pub fn membership_touched(segment: SegmentId) -> Vec<String> {
     vec![DataRef::Segment(segment).change_key()]
 }
 
+/// Any of a contact's tags (a tag renamed or deleted under it).
+pub fn any_tag() -> Vec<String> {
+    vec![DataRef::Tags.change_key()]
+}
+
 /// Everything: for creations and deletions.
 pub fn everything() -> Vec<String> {
     vec![ALL_CHANGES.to_owned()]
@@ -99,15 +185,18 @@ fn change_insert() -> InsertStatement {
         .to_owned()
 }
 
-/// Records that one contact changed, and returns the change's sequence
-/// number: the contact's version as of this write, which its job carries so
-/// the worker need not look it up.
+/// Records that one contact changed, and returns the change's stamp: the
+/// contact's version as of this write and the writer's transaction, which
+/// its job carries so the worker need not look them up.
+///
+/// The caller holds the contact's row lock (or created the row): that is
+/// what puts one contact's sequence numbers in commit order.
 pub(crate) async fn record_one<C: ConnectionTrait>(
     conn: &C,
     workspace_id: WorkspaceId,
     contact_id: i64,
     changed: &[String],
-) -> Result<i64, StoreError> {
+) -> Result<ChangeStamp, StoreError> {
     let mut insert = change_insert();
     insert
         .values([
@@ -116,12 +205,16 @@ pub(crate) async fn record_one<C: ConnectionTrait>(
             changed.join(" ").into(),
             Timestamp::now().get().into(),
         ])?
-        .returning_col(contact_change::Column::Seq);
+        .returning(
+            Query::returning().columns([contact_change::Column::Seq, contact_change::Column::Xid]),
+        );
     let row = conn
         .query_one(&insert)
         .await?
         .ok_or(sea_orm::DbErr::RecordNotInserted)?;
-    Ok(row.try_get_by_index(0)?)
+    let seq: i64 = row.try_get_by_index(0)?;
+    let xid: Option<i64> = row.try_get_by_index(1)?;
+    Ok(ChangeStamp::new(seq, xid))
 }
 
 /// Records changes that differ per contact.
@@ -146,72 +239,69 @@ pub(crate) async fn record_each<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Records a change of every contact carrying a tag (renames, deletions),
-/// in one statement however many contacts that is.
-pub(crate) async fn record_tagged<C: ConnectionTrait>(
-    conn: &C,
-    workspace_id: WorkspaceId,
-    tag_id: i64,
-) -> Result<(), StoreError> {
-    let select = Query::select()
-        .expr(Expr::val(workspace_id.0))
-        .column(contact_tag::Column::ContactId)
-        .expr(Expr::val(DataRef::Tags.change_key()))
-        .expr(Expr::val(Timestamp::now().get()))
-        .from(contact_tag::Entity)
-        .and_where(Expr::col(contact_tag::Column::TagId).eq(tag_id))
-        .to_owned();
-    let insert = change_insert().select_from(select)?.to_owned();
-    conn.execute(&insert).await?;
-    Ok(())
-}
-
 impl Store {
-    /// The latest change's sequence number (0 when nothing changed yet).
-    pub async fn max_change_seq(&self) -> Result<i64, StoreError> {
-        let max: Option<Option<i64>> = contact_change::Entity::find()
-            .select_only()
-            .expr(Expr::col(contact_change::Column::Seq).max())
-            .into_tuple()
-            .one(&self.db)
-            .await?;
-        Ok(max.flatten().unwrap_or(0))
+    /// The snapshot a transaction starting now would have.
+    pub async fn current_snapshot(&self) -> Result<ChangeSnapshot, StoreError> {
+        current_snapshot(&self.db).await
     }
 
-    /// Each contact's version: the sequence number of its latest change.
+    /// Each contact's version: the stamp of its latest change.
     pub async fn contact_versions(
         &self,
         ids: &[ContactId],
-    ) -> Result<HashMap<ContactId, i64>, StoreError> {
+    ) -> Result<HashMap<ContactId, ChangeStamp>, StoreError> {
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_IN_LIST) {
-            let rows: Vec<(i64, Option<i64>)> = contact_change::Entity::find()
-                .select_only()
-                .column(contact_change::Column::ContactId)
+            let latest = Query::select()
                 .expr(Expr::col(contact_change::Column::Seq).max())
-                .filter(contact_change::Column::ContactId.is_in(chunk.iter().map(|c| c.0)))
-                .group_by(contact_change::Column::ContactId)
+                .from(contact_change::Entity)
+                .and_where(contact_change::Column::ContactId.is_in(chunk.iter().map(|c| c.0)))
+                .group_by_col(contact_change::Column::ContactId)
+                .to_owned();
+            let rows: Vec<(i64, i64, Option<i64>)> = contact_change::Entity::find()
+                .select_only()
+                .columns([
+                    contact_change::Column::ContactId,
+                    contact_change::Column::Seq,
+                    contact_change::Column::Xid,
+                ])
+                .filter(contact_change::Column::Seq.in_subquery(latest))
                 .into_tuple()
                 .all(&self.db)
                 .await?;
             out.extend(
                 rows.into_iter()
-                    .filter_map(|(c, s)| s.map(|s| (ContactId(c), s))),
+                    .map(|(c, seq, xid)| (ContactId(c), ChangeStamp::new(seq, xid))),
             );
         }
         Ok(out)
     }
 
-    /// Changes with `after < seq <= up_to`, oldest first, at most `limit`.
-    pub async fn changes_between(
+    /// Changes that `from` did not see (`None`: a snapshot that saw
+    /// nothing) and `to` did (`None`: everything committed now), of one
+    /// workspace or all, with `seq > after`, oldest first, at most `limit`.
+    /// Page by passing the last `seq` as `after`.
+    pub async fn changes_unseen(
         &self,
+        from: Option<&ChangeSnapshot>,
+        to: Option<&ChangeSnapshot>,
+        workspace: Option<WorkspaceId>,
         after: i64,
-        up_to: i64,
         limit: u64,
     ) -> Result<Vec<ChangeRecord>, StoreError> {
-        Ok(contact_change::Entity::find()
-            .filter(contact_change::Column::Seq.gt(after))
-            .filter(contact_change::Column::Seq.lte(up_to))
+        let postgres = self.backend() == DbBackend::Postgres;
+        let mut query =
+            contact_change::Entity::find().filter(contact_change::Column::Seq.gt(after));
+        if let Some(from) = from {
+            query = query.filter(unseen_by(postgres, from));
+        }
+        if let Some(to) = to {
+            query = query.filter(unseen_by(postgres, to).not());
+        }
+        if let Some(ws) = workspace {
+            query = query.filter(contact_change::Column::WorkspaceId.eq(ws.0));
+        }
+        Ok(query
             .order_by_asc(contact_change::Column::Seq)
             .limit(limit)
             .all(&self.db)
@@ -226,26 +316,20 @@ impl Store {
             .collect())
     }
 
-    /// The highest sequence number such that every change up to it is older
-    /// than `settle`: a transaction that took a number but has not committed
-    /// yet cannot hide below it (unless it runs longer than `settle`).
-    pub async fn settled_change_seq(&self, settle: Duration) -> Result<i64, StoreError> {
-        let cutoff = Utc::now() - chrono::Duration::from_std(settle).unwrap_or_default();
-        let max: Option<Option<i64>> = contact_change::Entity::find()
-            .select_only()
-            .expr(Expr::col(contact_change::Column::Seq).max())
-            .filter(contact_change::Column::CreatedAt.lt(cutoff))
-            .into_tuple()
-            .one(&self.db)
-            .await?;
-        Ok(max.flatten().unwrap_or(0))
-    }
-
-    /// Deletes log rows at or below `seq` that are older than `keep`.
-    pub async fn prune_changes(&self, seq: i64, keep: Duration) -> Result<u64, StoreError> {
+    /// Deletes log rows older than `keep` that `swept` saw.
+    pub async fn prune_changes(
+        &self,
+        swept: &ChangeSnapshot,
+        keep: Duration,
+    ) -> Result<u64, StoreError> {
         let cutoff = Utc::now() - chrono::Duration::from_std(keep).unwrap_or_default();
+        let column = if self.backend() == DbBackend::Postgres {
+            contact_change::Column::Xid
+        } else {
+            contact_change::Column::Seq
+        };
         Ok(contact_change::Entity::delete_many()
-            .filter(contact_change::Column::Seq.lte(seq))
+            .filter(column.lt(swept.xmin))
             .filter(contact_change::Column::CreatedAt.lt(cutoff))
             .exec(&self.db)
             .await?
@@ -262,5 +346,79 @@ impl Store {
             .all(&self.db)
             .await?;
         Ok(ids.into_iter().map(WorkspaceId).collect())
+    }
+}
+
+/// The snapshot of the transaction `conn` is in (or of a new statement):
+/// on PostgreSQL `pg_current_snapshot()`, on SQLite the highest sequence
+/// number it can read.
+pub(crate) async fn current_snapshot<C: ConnectionTrait>(
+    conn: &C,
+) -> Result<ChangeSnapshot, StoreError> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        let row = conn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT pg_current_snapshot()::text AS snapshot",
+            ))
+            .await?
+            .ok_or(sea_orm::DbErr::RecordNotFound("pg_current_snapshot".into()))?;
+        let text: String = row.try_get("", "snapshot")?;
+        ChangeSnapshot::parse(&text)
+            .ok_or_else(|| sea_orm::DbErr::Custom(format!("unreadable snapshot `{text}`")).into())
+    } else {
+        let max: Option<Option<i64>> = contact_change::Entity::find()
+            .select_only()
+            .expr(Expr::col(contact_change::Column::Seq).max())
+            .into_tuple()
+            .one(conn)
+            .await?;
+        Ok(ChangeSnapshot::through(max.flatten().unwrap_or(0)))
+    }
+}
+
+/// A condition on `contact_changes` rows: the change was not seen by a
+/// reader with `snapshot`. The range test on the indexed column comes
+/// first, so the scan starts at the snapshot's horizon.
+fn unseen_by(postgres: bool, snapshot: &ChangeSnapshot) -> SimpleExpr {
+    if postgres {
+        Expr::col(contact_change::Column::Xid)
+            .gte(snapshot.xmin)
+            .and(Expr::cust_with_values(
+                "NOT pg_visible_in_snapshot(\"xid\"::text::xid8, $1::pg_snapshot)",
+                [snapshot.to_text()],
+            ))
+    } else {
+        Expr::col(contact_change::Column::Seq).gte(snapshot.xmin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChangeSnapshot;
+
+    #[test]
+    fn a_snapshot_sees_what_ended_before_it_and_nothing_in_progress() {
+        let s = ChangeSnapshot::parse("10:20:12,15").unwrap_or_default();
+        assert!(s.sees(9));
+        assert!(s.sees(11));
+        assert!(!s.sees(12));
+        assert!(s.sees(13));
+        assert!(!s.sees(15));
+        assert!(!s.sees(20));
+        assert!(!s.sees(25));
+        assert_eq!(s.to_text(), "10:20:12,15");
+        assert_eq!(
+            ChangeSnapshot::parse("7:7:"),
+            Some(ChangeSnapshot::through(6))
+        );
+        assert_eq!(ChangeSnapshot::parse("7:8:x"), None);
+    }
+
+    #[test]
+    fn a_sqlite_snapshot_sees_everything_through_its_sequence_number() {
+        let s = ChangeSnapshot::through(41);
+        assert!(s.sees(41));
+        assert!(!s.sees(42));
     }
 }

@@ -14,13 +14,14 @@ use segments_domain::{
 
 use crate::attributes::definitions;
 use crate::batch::{MAX_IN_LIST, rows_per_statement};
-use crate::changes;
+use crate::changes::{self, ChangeStamp};
 use crate::contact_rows::{
     apply_tag_changes, ensure_tags, fields_of, link_tags, load_contacts, unlink_named_tags,
     unlink_tags, write_attributes,
 };
 use crate::entities::contact;
 use crate::error::is_unique_violation;
+use crate::locks::lock_contacts_by_external_id;
 use crate::{Store, StoreError};
 
 /// Whether a patch only adds or removes tags (no fields, attributes or
@@ -32,12 +33,12 @@ fn only_retags(patch: &ContactPatch) -> bool {
         && !(patch.add_tags.is_empty() && patch.remove_tags.is_empty())
 }
 
-/// A contact as one write left it, with the version that write gave it
-/// (its change's sequence number).
+/// A contact as one write left it, with the stamp of that write's change
+/// (the contact's version and the writing transaction).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
     pub contact: Contact,
-    pub version: i64,
+    pub version: ChangeStamp,
 }
 
 /// One page of contacts in id order.
@@ -137,6 +138,15 @@ impl Store {
         workspace_id: WorkspaceId,
         patch: &ContactPatch,
     ) -> Result<Written, StoreError> {
+        self.retrying(async || self.create_contact_once(workspace_id, patch).await)
+            .await
+    }
+
+    async fn create_contact_once(
+        &self,
+        workspace_id: WorkspaceId,
+        patch: &ContactPatch,
+    ) -> Result<Written, StoreError> {
         let now = Timestamp::now();
         let mut fields = ContactFields::default();
         fields.apply(patch, now)?;
@@ -232,6 +242,16 @@ impl Store {
     }
 
     pub async fn update_contact(
+        &self,
+        workspace_id: WorkspaceId,
+        id: ContactId,
+        patch: &ContactPatch,
+    ) -> Result<Written, StoreError> {
+        self.retrying(async || self.update_contact_once(workspace_id, id, patch).await)
+            .await
+    }
+
+    async fn update_contact_once(
         &self,
         workspace_id: WorkspaceId,
         id: ContactId,
@@ -340,7 +360,10 @@ impl Store {
             removed.into_iter().map(serde_json::Value::String).collect();
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT segments_retag_contact($1, $2, $3, $4, $5, $6) AS version",
+            // The function and the transaction id run in one statement, so
+            // in the one implicit transaction that wrote the change.
+            "SELECT segments_retag_contact($1, $2, $3, $4, $5, $6) AS version, \
+             pg_current_xact_id()::text::bigint AS xid",
             [
                 workspace_id.0.into(),
                 id.0.into(),
@@ -350,21 +373,32 @@ impl Store {
                 Timestamp::now().get().into(),
             ],
         );
-        let version: Option<i64> = match self.db.query_one_raw(statement).await? {
-            Some(row) => row.try_get("", "version")?,
-            None => None,
-        };
+        let (version, xid): (Option<i64>, Option<i64>) =
+            match self.db.query_one_raw(statement).await? {
+                Some(row) => (row.try_get("", "version")?, row.try_get("", "xid")?),
+                None => (None, None),
+            };
         let version = version.ok_or_else(|| StoreError::not_found("contact", id))?;
+        let version = ChangeStamp::new(version, xid);
         let contact = self.get_contact(workspace_id, id).await?;
         Ok(Written { contact, version })
     }
 
-    /// Deletes a contact; returns the version of the deletion.
+    /// Deletes a contact; returns the stamp of the deletion.
     pub async fn delete_contact(
         &self,
         workspace_id: WorkspaceId,
         id: ContactId,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<ChangeStamp, StoreError> {
+        self.retrying(async || self.delete_contact_once(workspace_id, id).await)
+            .await
+    }
+
+    async fn delete_contact_once(
+        &self,
+        workspace_id: WorkspaceId,
+        id: ContactId,
+    ) -> Result<ChangeStamp, StoreError> {
         let txn = self.begin_write().await?;
         let result = contact::Entity::delete_many()
             .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
@@ -385,6 +419,15 @@ impl Store {
     /// Valid items are stored in one transaction; invalid ones are reported.
     /// Items carry their position in the caller's request, which reports use.
     pub async fn upsert_contacts(
+        &self,
+        workspace_id: WorkspaceId,
+        items: &[(usize, ContactPatch)],
+    ) -> Result<BulkOutcome, StoreError> {
+        self.retrying(async || self.upsert_contacts_once(workspace_id, items).await)
+            .await
+    }
+
+    async fn upsert_contacts_once(
         &self,
         workspace_id: WorkspaceId,
         items: &[(usize, ContactPatch)],
@@ -425,21 +468,21 @@ impl Store {
             }
         }
 
+        // The stored contacts are locked up front, in id order (see
+        // `locks`): two bulk upserts over the same contacts, in whatever
+        // order their callers listed them, queue instead of deadlocking. The
+        // lock also keeps the values read here current until the patch is
+        // applied to them. New contacts are inserted in the request's order
+        // (their ids follow it); two requests creating the same new contacts
+        // in opposite orders can still deadlock, and are retried.
         let txn = self.begin_bulk_write().await?;
+        let external_ids: Vec<&str> = valid.iter().map(|v| v.1).collect();
+        let existing = lock_contacts_by_external_id(&txn, workspace_id, &external_ids).await?;
         let mut chunk_start = 0;
         while chunk_start < valid.len() {
             let chunk_end = (chunk_start + UPSERT_CHUNK).min(valid.len());
             let chunk = &mut valid[chunk_start..chunk_end];
             chunk_start = chunk_end;
-
-            let existing: HashMap<String, contact::Model> = contact::Entity::find()
-                .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
-                .filter(contact::Column::ExternalId.is_in(chunk.iter().map(|c| c.1.to_owned())))
-                .all(&txn)
-                .await?
-                .into_iter()
-                .filter_map(|m| m.external_id.clone().map(|e| (e, m)))
-                .collect();
 
             let mut insert = Query::insert();
             insert

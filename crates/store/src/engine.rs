@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    AccessMode, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    IsolationLevel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use segments_conditions::{
     Backend, ContactSnapshot, Limits, ParseContext, Registry, SegmentDefinition, SegmentKind,
@@ -21,6 +21,7 @@ use segments_domain::{
 };
 
 use crate::attributes::definitions;
+use crate::changes::ChangeSnapshot;
 use crate::contact_rows::load_contacts;
 use crate::contacts::ContactPage;
 use crate::entities::contact;
@@ -56,6 +57,10 @@ pub(crate) async fn bump_catalog(
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub workspace_id: WorkspaceId,
+    /// The workspace's catalog version read before this catalog was loaded
+    /// (see `Store::catalog`): the catalog is at least this new. Orders
+    /// builds made from different definitions.
+    pub version: i64,
     pub attributes: HashMap<String, (AttributeId, AttributeType)>,
     pub segments: SegmentSet,
     pub records: Vec<SegmentRecord>,
@@ -147,11 +152,7 @@ impl Store {
     /// The version is read before the catalog: a catalog written in between
     /// is then cached under an older version than its own, which only costs
     /// one more load at the next call — never a stale catalog reused.
-    pub async fn catalog(
-        &self,
-        workspace_id: WorkspaceId,
-        registry: &Registry,
-    ) -> Result<Arc<Catalog>, StoreError> {
+    pub async fn catalog(&self, workspace_id: WorkspaceId) -> Result<Arc<Catalog>, StoreError> {
         let version = self.catalog_version(workspace_id).await?;
         if let Some(version) = version
             && let Ok(cache) = self.catalogs.lock()
@@ -160,7 +161,9 @@ impl Store {
         {
             return Ok(catalog.clone());
         }
-        let catalog = Arc::new(self.load_catalog(workspace_id, registry).await?);
+        let mut catalog = self.load_catalog(workspace_id).await?;
+        catalog.version = version.unwrap_or(0);
+        let catalog = Arc::new(catalog);
         if let Some(version) = version
             && let Ok(mut cache) = self.catalogs.lock()
         {
@@ -171,11 +174,8 @@ impl Store {
 
     /// Loads the workspace's attribute definitions and segments, parsing every
     /// dynamic segment's tree.
-    async fn load_catalog(
-        &self,
-        workspace_id: WorkspaceId,
-        registry: &Registry,
-    ) -> Result<Catalog, StoreError> {
+    async fn load_catalog(&self, workspace_id: WorkspaceId) -> Result<Catalog, StoreError> {
+        let registry = &*self.registry;
         let attributes = definitions(&self.db, workspace_id).await?;
         let records = self.segment_records(workspace_id).await?;
         // Trees are validated against the set of segment ids; a placeholder
@@ -220,6 +220,7 @@ impl Store {
         }
         Ok(Catalog {
             workspace_id,
+            version: 0,
             attributes,
             segments: SegmentSet::new(definitions),
             records,
@@ -309,18 +310,33 @@ impl Store {
     /// Streams the ids that satisfy `condition` into `batches`, `batch` at a
     /// time, so that memory stays flat whatever the number of matches; the
     /// caller consumes them concurrently (a bounded channel paces the
-    /// database to the consumer). Returns how many ids were sent; stops
-    /// early, without error, when the consumer hangs up.
+    /// database to the consumer). Returns how many ids were sent and the
+    /// snapshot they were read in: the ids reflect exactly the changes that
+    /// snapshot sees (`ChangeSnapshot::sees`). Stops early, without error,
+    /// when the consumer hangs up.
     pub async fn send_ids_where(
         &self,
         workspace_id: WorkspaceId,
         condition: Expr,
         batch: usize,
         mut batches: futures::channel::mpsc::Sender<Vec<i64>>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, ChangeSnapshot), StoreError> {
         use futures::{SinkExt, StreamExt};
         let batch = batch.max(1);
-        let txn = self.analytical(None).await?;
+        // One snapshot for the snapshot read and the ids: REPEATABLE READ on
+        // PostgreSQL; on SQLite every read transaction is one snapshot.
+        let txn = if self.backend() == DbBackend::Postgres {
+            self.db
+                .begin_with_config(
+                    Some(IsolationLevel::RepeatableRead),
+                    Some(AccessMode::ReadOnly),
+                )
+                .await?
+        } else {
+            self.db.begin().await?
+        };
+        crate::plan_per_call(&txn, None).await?;
+        let snapshot = crate::changes::current_snapshot(&txn).await?;
         let mut sent = 0u64;
         {
             let mut ids = contact::Entity::find()
@@ -339,7 +355,7 @@ impl Store {
                     let n = pending.len() as u64;
                     let out = std::mem::replace(&mut pending, Vec::with_capacity(batch));
                     if batches.send(out).await.is_err() {
-                        return Ok(sent);
+                        return Ok((sent, snapshot));
                     }
                     sent += n;
                 }
@@ -350,7 +366,7 @@ impl Store {
             }
         }
         txn.commit().await?;
-        Ok(sent)
+        Ok((sent, snapshot))
     }
 
     /// Contacts as conditions see them in memory (with their static

@@ -44,11 +44,42 @@ impl StoreError {
         )
     }
 
+    /// Whether the database abandoned the statement to resolve a conflict
+    /// with a concurrent writer (deadlock, serialization failure, busy
+    /// SQLite file): the same write, attempted again, can succeed.
+    pub fn is_transient(&self) -> bool {
+        let Self::Database(err) = self else {
+            return false;
+        };
+        match sqlstate(err).as_deref() {
+            // PostgreSQL: deadlock_detected, serialization_failure.
+            Some("40P01" | "40001") => true,
+            // SQLite: SQLITE_BUSY and its extended codes (busy_timeout ran out).
+            Some(code) => code == "5" || code.parse::<u32>().is_ok_and(|c| c & 0xff == 5),
+            None => false,
+        }
+    }
+
     pub(crate) fn not_found(entity: &'static str, id: impl ToString) -> Self {
         Self::NotFound {
             entity,
             id: id.to_string(),
         }
+    }
+}
+
+/// The SQLSTATE (PostgreSQL) or result code (SQLite) of a database error.
+pub(crate) fn sqlstate(err: &DbErr) -> Option<String> {
+    use sea_orm::RuntimeErr;
+    let (DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))
+    | DbErr::Conn(RuntimeErr::SqlxError(e))) = err
+    else {
+        return None;
+    };
+    match &**e {
+        sea_orm::sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
     }
 }
 

@@ -13,11 +13,14 @@ mod db;
 mod engine;
 pub mod entities;
 mod error;
+mod locks;
+mod retry;
 mod segments;
 mod tags;
 mod workspaces;
 
 pub use attributes::AttributeDefinition;
+pub use changes::{ChangeSnapshot, ChangeStamp};
 pub use contacts::{BulkOutcome, ContactPage, UpsertedContact, Written};
 pub use db::DatabaseSettings;
 pub use engine::Catalog;
@@ -44,6 +47,10 @@ const STATISTICS_TABLES: [&str; 5] = [
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The condition types every catalog is parsed with. The API and the
+    /// worker both read through a store, so a plugin registered here is seen
+    /// by both — there is no second registry to forget it in.
+    registry: std::sync::Arc<segments_conditions::Registry>,
     /// Parsed catalogs by workspace, with the catalog version each was
     /// loaded at (see `Store::catalog`).
     catalogs: std::sync::Arc<std::sync::Mutex<engine::CatalogCache>>,
@@ -51,11 +58,27 @@ pub struct Store {
 
 impl Store {
     /// Connects (creating a SQLite file and its directory when missing).
-    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+    /// `registry` holds every condition type this deployment knows.
+    pub async fn connect(
+        settings: &DatabaseSettings,
+        registry: std::sync::Arc<segments_conditions::Registry>,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             db: db::connect(settings).await?,
+            registry,
             catalogs: std::sync::Arc::default(),
         })
+    }
+
+    /// Another store over a pool of its own (for a worker beside the API),
+    /// with this store's registry.
+    pub async fn connect_another(&self, settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        Self::connect(settings, self.registry.clone()).await
+    }
+
+    /// The condition types catalogs are parsed with.
+    pub fn registry(&self) -> &std::sync::Arc<segments_conditions::Registry> {
+        &self.registry
     }
 
     /// Applies pending migrations.

@@ -147,6 +147,16 @@ impl Store {
         name: &str,
         rule: &SegmentRule,
     ) -> Result<SegmentRecord, StoreError> {
+        self.retrying(async || self.create_segment_once(workspace_id, name, rule).await)
+            .await
+    }
+
+    async fn create_segment_once(
+        &self,
+        workspace_id: WorkspaceId,
+        name: &str,
+        rule: &SegmentRule,
+    ) -> Result<SegmentRecord, StoreError> {
         let now = Timestamp::now().get();
         let (kind, conditions) = rule_columns(rule);
         let txn = self.begin_write().await?;
@@ -168,6 +178,17 @@ impl Store {
 
     /// Renames a segment and/or replaces its conditions (validated by the caller).
     pub async fn update_segment(
+        &self,
+        workspace_id: WorkspaceId,
+        id: SegmentId,
+        name: Option<&str>,
+        rule: Option<&SegmentRule>,
+    ) -> Result<SegmentRecord, StoreError> {
+        self.retrying(async || self.update_segment_once(workspace_id, id, name, rule).await)
+            .await
+    }
+
+    async fn update_segment_once(
         &self,
         workspace_id: WorkspaceId,
         id: SegmentId,
@@ -199,6 +220,15 @@ impl Store {
     }
 
     pub async fn delete_segment(
+        &self,
+        workspace_id: WorkspaceId,
+        id: SegmentId,
+    ) -> Result<(), StoreError> {
+        self.retrying(async || self.delete_segment_once(workspace_id, id).await)
+            .await
+    }
+
+    async fn delete_segment_once(
         &self,
         workspace_id: WorkspaceId,
         id: SegmentId,
@@ -253,6 +283,20 @@ impl Store {
         contact_ids: &[ContactId],
         add: bool,
     ) -> Result<MembershipChange, StoreError> {
+        self.retrying(async || {
+            self.change_static_members_once(workspace_id, segment_id, contact_ids, add)
+                .await
+        })
+        .await
+    }
+
+    async fn change_static_members_once(
+        &self,
+        workspace_id: WorkspaceId,
+        segment_id: SegmentId,
+        contact_ids: &[ContactId],
+        add: bool,
+    ) -> Result<MembershipChange, StoreError> {
         let txn = self.begin_write().await?;
         let seg = segment::Entity::find_by_id(segment_id.0)
             .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
@@ -268,18 +312,11 @@ impl Store {
                 pointer: None,
             });
         }
-        let mut found: HashSet<i64> = HashSet::with_capacity(contact_ids.len());
-        for chunk in contact_ids.chunks(MAX_IN_LIST) {
-            let ids: Vec<i64> = contact::Entity::find()
-                .select_only()
-                .column(contact::Column::Id)
-                .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
-                .filter(contact::Column::Id.is_in(chunk.iter().map(|c| c.0)))
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            found.extend(ids);
-        }
+        // The members' row locks, taken before their change is recorded,
+        // keep each contact's versions in commit order (see `locks`).
+        let raw: Vec<i64> = contact_ids.iter().map(|c| c.0).collect();
+        let locked = crate::locks::lock_contacts(&txn, workspace_id, &raw).await?;
+        let found: HashSet<i64> = locked.iter().copied().collect();
         let mut not_found: Vec<ContactId> = contact_ids
             .iter()
             .copied()
@@ -287,7 +324,7 @@ impl Store {
             .collect();
         not_found.sort();
         not_found.dedup();
-        let ids: Vec<i64> = found.into_iter().collect();
+        let ids = locked;
         let mut changed = 0;
         if add {
             let now = Timestamp::now().get();

@@ -7,11 +7,11 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use segments_domain::{ContactId, TagId, TagName, Timestamp, WorkspaceId};
 
-use crate::batch::MAX_IN_LIST;
 use crate::changes;
 use crate::contact_rows::{apply_tag_changes, touch};
-use crate::entities::{contact, contact_tag, tag};
+use crate::entities::{contact_tag, tag};
 use crate::error::is_unique_violation;
+use crate::locks::lock_contacts;
 use crate::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,21 @@ impl Store {
         id: TagId,
         name: &TagName,
     ) -> Result<TagSummary, StoreError> {
+        self.retrying(async || self.rename_tag_once(workspace_id, id, name).await)
+            .await
+    }
+
+    async fn rename_tag_once(
+        &self,
+        workspace_id: WorkspaceId,
+        id: TagId,
+        name: &TagName,
+    ) -> Result<TagSummary, StoreError> {
         let txn = self.begin_write().await?;
+        // The tagged contacts are locked before the tag (see `locks`): a
+        // writer linking the tag holds its contact's lock and then waits on
+        // the tag row, so the other order deadlocks.
+        let tagged = lock_tagged(&txn, workspace_id, id).await?;
         let update = Query::update()
             .table(tag::Entity)
             .value(tag::Column::Name, name.as_str())
@@ -147,30 +161,26 @@ impl Store {
         if result.rows_affected() == 0 {
             return Err(StoreError::not_found("tag", id));
         }
-        let tagged: Vec<i64> = contact_tag::Entity::find()
-            .select_only()
-            .column(contact_tag::Column::ContactId)
-            .filter(contact_tag::Column::TagId.eq(id.0))
-            .into_tuple()
-            .all(&txn)
-            .await?;
         touch(&txn, &tagged, Timestamp::now()).await?;
-        changes::record_tagged(&txn, workspace_id, id.0).await?;
+        changes::record(&txn, workspace_id, &tagged, &changes::any_tag()).await?;
         txn.commit().await?;
         self.get_tag(workspace_id, id).await
     }
 
     /// Deletes a tag and its links to contacts.
     pub async fn delete_tag(&self, workspace_id: WorkspaceId, id: TagId) -> Result<(), StoreError> {
+        self.retrying(async || self.delete_tag_once(workspace_id, id).await)
+            .await
+    }
+
+    async fn delete_tag_once(
+        &self,
+        workspace_id: WorkspaceId,
+        id: TagId,
+    ) -> Result<(), StoreError> {
         let txn = self.begin_bulk_write().await?;
-        let tagged: Vec<i64> = contact_tag::Entity::find()
-            .select_only()
-            .column(contact_tag::Column::ContactId)
-            .filter(contact_tag::Column::TagId.eq(id.0))
-            .into_tuple()
-            .all(&txn)
-            .await?;
-        changes::record_tagged(&txn, workspace_id, id.0).await?;
+        let tagged = lock_tagged(&txn, workspace_id, id).await?;
+        changes::record(&txn, workspace_id, &tagged, &changes::any_tag()).await?;
         let result = tag::Entity::delete_many()
             .filter(tag::Column::WorkspaceId.eq(workspace_id.0))
             .filter(tag::Column::Id.eq(id.0))
@@ -192,19 +202,23 @@ impl Store {
         add: &[TagName],
         remove: &[TagName],
     ) -> Result<BulkTagOutcome, StoreError> {
+        self.retrying(async || {
+            self.retag_contacts_once(workspace_id, contact_ids, add, remove)
+                .await
+        })
+        .await
+    }
+
+    async fn retag_contacts_once(
+        &self,
+        workspace_id: WorkspaceId,
+        contact_ids: &[ContactId],
+        add: &[TagName],
+        remove: &[TagName],
+    ) -> Result<BulkTagOutcome, StoreError> {
         let txn = self.begin_bulk_write().await?;
-        let mut found = Vec::with_capacity(contact_ids.len());
-        for chunk in contact_ids.chunks(MAX_IN_LIST) {
-            let ids: Vec<i64> = contact::Entity::find()
-                .select_only()
-                .column(contact::Column::Id)
-                .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
-                .filter(contact::Column::Id.is_in(chunk.iter().map(|c| c.0)))
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            found.extend(ids);
-        }
+        let raw: Vec<i64> = contact_ids.iter().map(|c| c.0).collect();
+        let found = lock_contacts(&txn, workspace_id, &raw).await?;
         let found_set: std::collections::HashSet<i64> = found.iter().copied().collect();
         let mut not_found: Vec<ContactId> = contact_ids
             .iter()
@@ -225,4 +239,21 @@ impl Store {
             not_found,
         })
     }
+}
+
+/// Locks the workspace's contacts that carry tag `id`, in id order, and
+/// returns them.
+async fn lock_tagged<C: ConnectionTrait>(
+    conn: &C,
+    workspace_id: WorkspaceId,
+    id: TagId,
+) -> Result<Vec<i64>, StoreError> {
+    let tagged: Vec<i64> = contact_tag::Entity::find()
+        .select_only()
+        .column(contact_tag::Column::ContactId)
+        .filter(contact_tag::Column::TagId.eq(id.0))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    lock_contacts(conn, workspace_id, &tagged).await
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use segments_conditions::{EvalContext, SegmentEvaluator};
 use segments_domain::{ContactId, SegmentId, Timestamp, WorkspaceId};
-use segments_store::Catalog;
+use segments_store::{Catalog, ChangeStamp};
 
 use crate::{Materializer, WorkerError};
 
@@ -49,7 +49,7 @@ impl Materializer {
         &self,
         ws: WorkspaceId,
         contacts: &[ContactId],
-        known: &HashMap<ContactId, i64>,
+        known: &HashMap<ContactId, ChangeStamp>,
         changed: &[String],
         cause: &str,
     ) -> Result<(), WorkerError> {
@@ -91,7 +91,12 @@ impl Materializer {
             };
             let mut invocations = Vec::with_capacity(chunk.len());
             for contact in chunk {
-                let version = versions.get(contact).copied().unwrap_or(0);
+                // A contact with no change left in the log (pruned long ago)
+                // was seen by every build: stamp 0 applies nowhere.
+                let version = versions
+                    .get(contact)
+                    .copied()
+                    .unwrap_or(ChangeStamp { seq: 0, xid: 0 });
                 let decisions: Vec<(SegmentId, bool)> = match snapshots.get(contact) {
                     // A deleted contact leaves every segment.
                     None => catalog.segments.iter().map(|d| (d.id, false)).collect(),
@@ -112,13 +117,13 @@ impl Materializer {
     }
 
     /// Applies one evaluation of one contact, as a job would: each decision
-    /// lands only if `version` is newer than what the segment already
-    /// reflects for that contact.
+    /// lands only if the change `version` stamps is newer than what the
+    /// segment already reflects for that contact.
     pub async fn apply_evaluation(
         &self,
         ws: WorkspaceId,
         contact: ContactId,
-        version: i64,
+        version: ChangeStamp,
         decisions: &[(SegmentId, bool)],
         cause: &str,
     ) -> Result<(), WorkerError> {
@@ -136,17 +141,18 @@ impl Materializer {
         &self,
         ws: WorkspaceId,
         contact: ContactId,
-        version: i64,
+        version: ChangeStamp,
         cause: &str,
         now: Timestamp,
         decisions: &[(SegmentId, bool)],
     ) -> (Vec<String>, Vec<String>) {
         let mut keys = Vec::with_capacity(1 + decisions.len() * 3);
-        let mut args = Vec::with_capacity(5 + decisions.len() * 2);
+        let mut args = Vec::with_capacity(6 + decisions.len() * 2);
         keys.push(self.keys.events(ws));
         args.extend([
             contact.0.to_string(),
-            version.to_string(),
+            version.seq.to_string(),
+            version.xid.to_string(),
             cause.to_owned(),
             now.get().to_rfc3339(),
             self.settings.events_max_len.to_string(),

@@ -21,6 +21,7 @@ use apalis_redis::{Config, RedisStorage};
 use redis::aio::ConnectionManager;
 use redis::aio::MultiplexedConnection;
 use segments_domain::{ContactId, SegmentId, WorkspaceId};
+use segments_store::ChangeStamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -41,9 +42,11 @@ pub enum Job {
         contact_ids: Vec<i64>,
         changed: Vec<String>,
         /// Beside `contact_ids`, when the writer knew them: each contact's
-        /// version as of its write. Missing or `null`: the worker reads it.
+        /// version and writing transaction as of its write (`[seq, xid]`).
+        /// Missing or `null`: the worker reads it. (Jobs queued before
+        /// stamps carried an older `versions` field, which is ignored.)
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        versions: Vec<Option<i64>>,
+        stamps: Vec<Option<[i64; 2]>>,
     },
     /// Rebuild every segment of a workspace that reads any of `changed`
     /// (after a tag rename or deletion touched many contacts at once).
@@ -239,13 +242,13 @@ impl JobQueue {
             .await;
     }
 
-    /// One contact's write, whose version (its change's sequence number)
-    /// the writer knows: the job carries it, sparing the worker a read.
+    /// One contact's write, whose change stamp the writer knows: the job
+    /// carries it, sparing the worker a read.
     pub async fn contact_changed(
         &self,
         ws: WorkspaceId,
         contact: ContactId,
-        version: i64,
+        version: ChangeStamp,
         changed: Vec<String>,
     ) {
         self.announce(ws, vec![(contact, Some(version))], changed)
@@ -255,7 +258,7 @@ impl JobQueue {
     async fn announce(
         &self,
         ws: WorkspaceId,
-        contacts: Vec<(ContactId, Option<i64>)>,
+        contacts: Vec<(ContactId, Option<ChangeStamp>)>,
         changed: Vec<String>,
     ) {
         if contacts.is_empty() {
@@ -296,7 +299,7 @@ impl JobQueue {
 struct Notice {
     workspace: WorkspaceId,
     /// Each contact with its version, when the writer knew it.
-    contacts: Vec<(ContactId, Option<i64>)>,
+    contacts: Vec<(ContactId, Option<ChangeStamp>)>,
     changed: Vec<String>,
     /// When the write announced it.
     at: tokio::time::Instant,
@@ -306,11 +309,14 @@ struct Notice {
 /// known.
 fn contacts_job(
     ws: WorkspaceId,
-    contacts: Vec<(ContactId, Option<i64>)>,
+    contacts: Vec<(ContactId, Option<ChangeStamp>)>,
     changed: Vec<String>,
 ) -> Job {
-    let versions = if contacts.iter().any(|(_, v)| v.is_some()) {
-        contacts.iter().map(|(_, v)| *v).collect()
+    let stamps = if contacts.iter().any(|(_, v)| v.is_some()) {
+        contacts
+            .iter()
+            .map(|(_, v)| v.map(|s| [s.seq, s.xid]))
+            .collect()
     } else {
         Vec::new()
     };
@@ -318,7 +324,7 @@ fn contacts_job(
         workspace_id: ws.0,
         contact_ids: contacts.into_iter().map(|(c, _)| c.0).collect(),
         changed,
-        versions,
+        stamps,
     }
 }
 
@@ -326,9 +332,13 @@ fn contacts_job(
 /// known, unless some write of it came without one. Then none is carried
 /// and the worker reads the contact's version itself — applying under an
 /// older version than the state read could see that state refused and lost.
-fn merge_version(known: Option<Option<i64>>, new: Option<i64>) -> Option<i64> {
+fn merge_version(
+    known: Option<Option<ChangeStamp>>,
+    new: Option<ChangeStamp>,
+) -> Option<ChangeStamp> {
     match (known, new) {
         (None, new) => new,
+        // One contact's sequence numbers follow commit order.
         (Some(Some(a)), Some(b)) => Some(a.max(b)),
         (Some(_), _) => None,
     }
@@ -369,7 +379,7 @@ fn wait_before_push(since_last: Option<Duration>, backlog: u64) -> Duration {
 
 /// One workspace's merged notices: each contact with its version, and the
 /// change keys of them all.
-type Merged = (BTreeMap<ContactId, Option<i64>>, BTreeSet<String>);
+type Merged = (BTreeMap<ContactId, Option<ChangeStamp>>, BTreeSet<String>);
 
 async fn coalesce(queue: JobQueue, mut rx: mpsc::UnboundedReceiver<Notice>) {
     let mut last_push: Option<tokio::time::Instant> = None;
@@ -447,15 +457,15 @@ async fn run_job(job: Job, materializer: &Materializer) -> Result<(), BoxDynErro
             workspace_id,
             contact_ids,
             changed,
-            versions,
+            stamps,
         } => {
             let ids: Vec<ContactId> = contact_ids.into_iter().map(ContactId).collect();
-            // Versions that do not line up with the contacts are ignored:
-            // the worker then reads them all.
-            let known: HashMap<ContactId, i64> = if versions.len() == ids.len() {
+            // Stamps that do not line up with the contacts are ignored: the
+            // worker then reads them all.
+            let known: HashMap<ContactId, ChangeStamp> = if stamps.len() == ids.len() {
                 ids.iter()
-                    .zip(versions)
-                    .filter_map(|(c, v)| v.map(|v| (*c, v)))
+                    .zip(stamps)
+                    .filter_map(|(c, v)| v.map(|[seq, xid]| (*c, ChangeStamp { seq, xid })))
                     .collect()
             } else {
                 HashMap::new()
@@ -691,12 +701,18 @@ mod tests {
 
     #[test]
     fn a_merged_version_is_the_newest_known_unless_one_write_came_without() {
-        assert_eq!(merge_version(None, Some(4)), Some(4));
+        let v = |seq| {
+            Some(ChangeStamp {
+                seq,
+                xid: 100 - seq,
+            })
+        };
+        assert_eq!(merge_version(None, v(4)), v(4));
         assert_eq!(merge_version(None, None), None);
-        assert_eq!(merge_version(Some(Some(4)), Some(9)), Some(9));
-        assert_eq!(merge_version(Some(Some(9)), Some(4)), Some(9));
-        assert_eq!(merge_version(Some(None), Some(9)), None);
-        assert_eq!(merge_version(Some(Some(9)), None), None);
+        assert_eq!(merge_version(Some(v(4)), v(9)), v(9));
+        assert_eq!(merge_version(Some(v(9)), v(4)), v(9));
+        assert_eq!(merge_version(Some(None), v(9)), None);
+        assert_eq!(merge_version(Some(v(9)), None), None);
     }
 
     #[test]
@@ -718,34 +734,37 @@ mod tests {
     fn versions_ride_along_only_when_some_are_known() {
         let ws = WorkspaceId(1);
         let unknown = contacts_job(ws, vec![(ContactId(1), None)], vec!["tags".into()]);
-        let Job::ContactsChanged { versions, .. } = &unknown else {
+        let Job::ContactsChanged { stamps, .. } = &unknown else {
             panic!("not a contacts job: {unknown:?}");
         };
-        assert!(versions.is_empty());
+        assert!(stamps.is_empty());
         let json = serde_json::to_value(&unknown).unwrap_or_else(|e| panic!("{e}"));
-        assert!(json.get("versions").is_none(), "{json}");
+        assert!(json.get("stamps").is_none(), "{json}");
 
         let known = contacts_job(
             ws,
-            vec![(ContactId(1), Some(7)), (ContactId(2), None)],
+            vec![
+                (ContactId(1), Some(ChangeStamp { seq: 7, xid: 70 })),
+                (ContactId(2), None),
+            ],
             vec!["tags".into()],
         );
         let Job::ContactsChanged {
             contact_ids,
-            versions,
+            stamps,
             ..
         } = &known
         else {
             panic!("not a contacts job: {known:?}");
         };
         assert_eq!(contact_ids, &[1, 2]);
-        assert_eq!(versions, &[Some(7), None]);
+        assert_eq!(stamps, &[Some([7, 70]), None]);
     }
 
     #[test]
     fn jobs_queued_before_versions_existed_still_read() {
         let old = r#"{"enqueued_at_ms": 1, "kind": "contacts_changed", "workspace_id": 3,
-                      "contact_ids": [5, 6], "changed": ["tags"]}"#;
+                      "contact_ids": [5, 6], "changed": ["tags"], "versions": [4, null]}"#;
         let envelope: Envelope = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             envelope.job,
@@ -753,12 +772,12 @@ mod tests {
                 workspace_id: 3,
                 contact_ids: vec![5, 6],
                 changed: vec!["tags".into()],
-                versions: Vec::new(),
+                stamps: Vec::new(),
             }
         );
         let carried = contacts_job(
             WorkspaceId(3),
-            vec![(ContactId(5), Some(11))],
+            vec![(ContactId(5), Some(ChangeStamp { seq: 11, xid: 12 }))],
             vec!["tags".into()],
         );
         let envelope = Envelope {

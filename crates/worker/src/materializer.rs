@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
-use segments_conditions::{Limits, Registry};
+use segments_conditions::Limits;
 use segments_domain::{ContactId, SegmentId, WorkspaceId};
 use segments_store::{Catalog, Store};
 
@@ -25,9 +25,6 @@ pub struct MaterializerSettings {
     pub build_ttl: Duration,
     /// Approximate length the per-workspace event stream is capped at.
     pub events_max_len: u64,
-    /// Changes younger than this are left to their jobs by the sweeper
-    /// (a transaction may hold a lower sequence number until it commits).
-    pub sweep_settle: Duration,
     /// How long change-log rows are kept once swept.
     pub change_retention: Duration,
     pub limits: Limits,
@@ -40,7 +37,6 @@ impl Default for MaterializerSettings {
             build_batch: 5_000,
             build_ttl: Duration::from_secs(3_600),
             events_max_len: 100_000,
-            sweep_settle: Duration::from_secs(30),
             change_retention: Duration::from_secs(24 * 3_600),
             limits: Limits::default(),
         }
@@ -73,7 +69,6 @@ pub struct Materializer {
     pub(crate) redis: ConnectionManager,
     /// For the connections workers open themselves (job fetching, pub/sub).
     pub(crate) client: redis::Client,
-    pub(crate) registry: Arc<Registry>,
     pub(crate) keys: Keys,
     pub(crate) settings: MaterializerSettings,
     pub(crate) apply: Script,
@@ -108,14 +103,12 @@ impl Materializer {
     pub fn new(
         store: Store,
         client: redis::Client,
-        registry: Arc<Registry>,
         settings: MaterializerSettings,
     ) -> Result<Self, WorkerError> {
         Ok(Self {
             store,
             redis: manager(client.clone())?,
             client,
-            registry,
             keys: Keys::new(settings.prefix.clone()),
             settings,
             apply: Script::new(APPLY),
@@ -127,10 +120,9 @@ impl Materializer {
     pub async fn connect(
         store: Store,
         url: &str,
-        registry: Arc<Registry>,
         settings: MaterializerSettings,
     ) -> Result<Self, WorkerError> {
-        Self::new(store, redis::Client::open(url)?, registry, settings)
+        Self::new(store, redis::Client::open(url)?, settings)
     }
 
     /// A client speaking RESP3, which pub/sub wake-ups of workers need.
@@ -152,7 +144,7 @@ impl Materializer {
     }
 
     pub(crate) async fn catalog(&self, ws: WorkspaceId) -> Result<Arc<Catalog>, WorkerError> {
-        Ok(self.store.catalog(ws, &self.registry).await?)
+        Ok(self.store.catalog(ws).await?)
     }
 
     /// Whether Redis answers.

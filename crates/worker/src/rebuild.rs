@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use segments_conditions::{SegmentKind, SegmentSql};
 use segments_domain::{SegmentId, Timestamp, WorkspaceId};
-use segments_store::Catalog;
+use segments_store::{Catalog, ChangeSnapshot};
 
 use crate::materializer::token;
 use crate::{Materializer, WorkerError};
@@ -40,10 +40,7 @@ impl Materializer {
         ws: WorkspaceId,
         segment: SegmentId,
     ) -> Result<RebuildReport, WorkerError> {
-        // The watermark is read before the SQL: the build reflects every
-        // change up to it (and maybe some after, which replay covers).
         let started = std::time::Instant::now();
-        let watermark = self.store.max_change_seq().await?;
         let catalog = self.catalog(ws).await?;
         tracing::debug!(elapsed = ?started.elapsed(), "rebuild: catalog loaded");
         if !catalog.segments.contains(segment) {
@@ -96,7 +93,10 @@ impl Materializer {
         };
         let (produced, consumed) = tokio::join!(produce, consume);
         consumed?;
-        produced?;
+        // The build reflects exactly the changes its snapshot saw: those
+        // decide which later decisions apply to the new set (see APPLY), and
+        // the others are replayed once it is in.
+        let (_, snapshot) = produced?;
         tracing::debug!(elapsed = ?started.elapsed(), "rebuild: ids streamed");
 
         let keys = vec![
@@ -106,8 +106,17 @@ impl Materializer {
             self.keys.versions(ws, segment),
             self.keys.events(ws),
         ];
+        let in_progress: String = snapshot
+            .in_progress
+            .iter()
+            .map(|x| format!(",{x}"))
+            .chain(std::iter::once(",".to_owned()))
+            .collect();
         let args = vec![
-            watermark.to_string(),
+            catalog.version.to_string(),
+            snapshot.xmin.to_string(),
+            snapshot.xmax.to_string(),
+            in_progress,
             now.get().to_rfc3339(),
             definition_hash(&catalog, segment),
             segment.0.to_string(),
@@ -124,9 +133,10 @@ impl Materializer {
         }
         tracing::debug!(elapsed = ?started.elapsed(), "rebuild: swapped");
         crate::metrics::rebuilt("swapped", Some(started.elapsed()));
-        // Changes committed after the watermark may have been applied to the
-        // set this build replaced: evaluate them again on the new one.
-        self.replay_after(ws, watermark).await?;
+        // Changes the snapshot did not see may have been applied to the set
+        // this build replaced, before the swap: evaluate them again on the
+        // new one. (Those whose jobs run after the swap apply by themselves.)
+        self.replay_unseen(ws, &snapshot).await?;
         tracing::info!(workspace = %ws, segment = %segment, members = count, "segment rebuilt");
         Ok(RebuildReport {
             members: u64::try_from(count).unwrap_or(0),
@@ -134,23 +144,22 @@ impl Materializer {
         })
     }
 
-    /// Re-applies every change of the workspace after `watermark`.
-    pub(crate) async fn replay_after(
+    /// Re-applies every committed change of the workspace that `snapshot`
+    /// did not see.
+    pub(crate) async fn replay_unseen(
         &self,
         ws: WorkspaceId,
-        watermark: i64,
+        snapshot: &ChangeSnapshot,
     ) -> Result<(), WorkerError> {
-        let up_to = self.store.max_change_seq().await?;
-        let mut after = watermark;
-        while after < up_to {
-            let changes = self.store.changes_between(after, up_to, 10_000).await?;
+        let mut after = 0;
+        loop {
+            let changes = self
+                .store
+                .changes_unseen(Some(snapshot), None, Some(ws), after, 10_000)
+                .await?;
             let Some(last) = changes.last() else { break };
             after = last.seq;
-            let mut ids: Vec<_> = changes
-                .iter()
-                .filter(|c| c.workspace_id == ws)
-                .map(|c| c.contact_id)
-                .collect();
+            let mut ids: Vec<_> = changes.iter().map(|c| c.contact_id).collect();
             ids.sort_unstable();
             ids.dedup();
             self.contacts_changed(

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use redis::AsyncCommands;
 use segments_conditions::SegmentSql;
 use segments_domain::{SegmentId, Timestamp, WorkspaceId};
+use segments_store::ChangeSnapshot;
 
 use crate::{Materializer, WorkerError};
 
@@ -166,20 +167,28 @@ impl Materializer {
         Ok(strays.len() as u64)
     }
 
-    /// Applies changes from the log that are settled and not yet swept.
+    /// Applies every change of the log that the last sweep did not see and
+    /// that has committed since: exactly the changes seen by a snapshot
+    /// taken now and not by the one recorded last time, so a long
+    /// transaction that commits late is swept the next time, however long
+    /// it ran. Changes whose jobs ran are applied again, which changes
+    /// nothing (decisions are idempotent and version-guarded).
     pub(crate) async fn sweep(&self) -> Result<u64, WorkerError> {
         let mut conn = self.redis.clone();
-        let swept: Option<i64> = conn.get(self.keys.swept()).await?;
-        let mut after = swept.unwrap_or(0);
-        let up_to = self
-            .store
-            .settled_change_seq(self.settings.sweep_settle)
-            .await?;
+        let swept: Option<String> = conn.get(self.keys.swept()).await?;
+        let now = self.store.current_snapshot().await?;
+        // The first sweep has no earlier one to continue: it takes the
+        // whole log.
+        let from = swept.as_deref().and_then(ChangeSnapshot::parse);
+        let mut after = 0;
         let mut count = 0u64;
-        while after < up_to {
-            let changes = self.store.changes_between(after, up_to, 10_000).await?;
+        loop {
+            let changes = self
+                .store
+                .changes_unseen(from.as_ref(), Some(&now), None, after, 10_000)
+                .await?;
             let Some(last) = changes.last() else { break };
-            let last = last.seq;
+            after = last.seq;
             let mut by_workspace: BTreeMap<WorkspaceId, (Vec<_>, Vec<String>)> = BTreeMap::new();
             for change in &changes {
                 let entry = by_workspace.entry(change.workspace_id).or_default();
@@ -195,14 +204,11 @@ impl Materializer {
                     .await?;
             }
             count += changes.len() as u64;
-            after = last;
-            let _: () = conn.set(self.keys.swept(), after).await?;
         }
-        if after > 0 {
-            self.store
-                .prune_changes(after, self.settings.change_retention)
-                .await?;
-        }
+        let _: () = conn.set(self.keys.swept(), now.to_text()).await?;
+        self.store
+            .prune_changes(&now, self.settings.change_retention)
+            .await?;
         Ok(count)
     }
 

@@ -8,27 +8,40 @@ use crate::WorkerError;
 /// Applies one contact's decisions to several segments.
 ///
 /// KEYS: events stream, then per segment: members, meta, versions.
-/// ARGV: contact, version, cause, now, events max length, then per segment:
-/// segment id, desired (`1` member / `0` not).
+/// ARGV: contact, version, xid, cause, now, events max length, then per
+/// segment: segment id, desired (`1` member / `0` not).
 ///
-/// A decision applies only to a built segment (meta exists), and only if its
-/// version is newer than both the segment's last build (`built_seq`: the
-/// build already reflects that state) and the last decision applied for
-/// this contact: a stale evaluation never overwrites a newer one.
+/// The decision reflects the contact's state as of its change `version`,
+/// written by transaction `xid`. It applies only to a built segment (meta
+/// exists), only if the build's snapshot did not see that change (then the
+/// build already reflects it, or a newer state), and only if `version` is
+/// newer than the last decision applied for this contact since the build:
+/// a stale evaluation never overwrites a newer one. A meta written before
+/// snapshots were recorded carries `built_seq` alone: the build saw every
+/// change up to it.
 ///
 /// Returns `{entered, exited}`: how many sets the contact entered and left.
 pub const APPLY: &str = r"
 local contact = ARGV[1]
 local version = tonumber(ARGV[2])
+local xid = tonumber(ARGV[3])
+local needle = ',' .. ARGV[3] .. ','
 local n = (#KEYS - 1) / 3
 local entered, exited = 0, 0
 for i = 0, n - 1 do
   local members, meta, versions = KEYS[2 + i * 3], KEYS[3 + i * 3], KEYS[4 + i * 3]
-  local segment, desired = ARGV[6 + i * 2], ARGV[7 + i * 2]
-  if redis.call('EXISTS', meta) == 1 then
-    local built = tonumber(redis.call('HGET', meta, 'built_seq') or '0')
+  local segment, desired = ARGV[7 + i * 2], ARGV[8 + i * 2]
+  local built = redis.call('HMGET', meta, 'built_xmin', 'built_xmax', 'built_xip', 'built_seq')
+  local seen_by_build = nil
+  if built[1] then
+    local xmin, xmax = tonumber(built[1]), tonumber(built[2])
+    seen_by_build = xid < xmin or (xid < xmax and not string.find(built[3] or '', needle, 1, true))
+  elseif built[4] then
+    seen_by_build = version <= tonumber(built[4])
+  end
+  if seen_by_build == false then
     local seen = tonumber(redis.call('HGET', versions, contact) or '-1')
-    if version > built and version > seen then
+    if version > seen then
       redis.call('HSET', versions, contact, version)
       local moved
       if desired == '1' then moved = redis.call('SADD', members, contact) else moved = redis.call('SREM', members, contact) end
@@ -38,7 +51,7 @@ for i = 0, n - 1 do
         redis.call('HSET', meta, 'count', redis.call('SCARD', members))
         local change = 'exited'
         if desired == '1' then change = 'entered' end
-        redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'segment', segment, 'contact', contact, 'change', change, 'cause', ARGV[3], 'at', ARGV[4])
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'segment', segment, 'contact', contact, 'change', change, 'cause', ARGV[4], 'at', ARGV[5])
       end
     end
   end
@@ -49,12 +62,18 @@ return {entered, exited}
 /// Swaps a finished build in.
 ///
 /// KEYS: building set, members, meta, versions, events.
-/// ARGV: built_seq, built_at, definition hash, segment id, events max length.
-/// Returns the new member count, or -1 when a newer build already landed
-/// (then this one is discarded).
+/// ARGV: catalog version, snapshot xmin, xmax, in-progress list (`,a,b,`),
+/// built_at, definition hash, segment id, events max length.
+///
+/// Builds are ordered by the catalog they were made from, then by their
+/// snapshot's xmax (snapshots taken later have no smaller xmax). Returns the
+/// new member count, or -1 when a newer build already landed (this one is
+/// then discarded).
 pub const SWAP: &str = r"
-local current = tonumber(redis.call('HGET', KEYS[3], 'built_seq') or '-1')
-if current > tonumber(ARGV[1]) then
+local current = redis.call('HMGET', KEYS[3], 'built_catalog', 'built_xmax')
+local catalog, xmax = tonumber(ARGV[1]), tonumber(ARGV[3])
+local cur_catalog, cur_xmax = tonumber(current[1] or '-1'), tonumber(current[2] or '-1')
+if cur_catalog > catalog or (cur_catalog == catalog and cur_xmax > xmax) then
   redis.call('DEL', KEYS[1])
   return -1
 end
@@ -63,12 +82,15 @@ end
 redis.call('UNLINK', KEYS[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('RENAME', KEYS[1], KEYS[2])
+  -- RENAME carries the build set's expiry over: a live set never expires.
+  redis.call('PERSIST', KEYS[2])
 end
 redis.call('DEL', KEYS[4])
 local count = redis.call('SCARD', KEYS[2])
-redis.call('HSET', KEYS[3], 'built_seq', ARGV[1], 'built_at', ARGV[2], 'definition', ARGV[3], 'count', count)
+redis.call('HDEL', KEYS[3], 'built_seq')
+redis.call('HSET', KEYS[3], 'built_catalog', ARGV[1], 'built_xmin', ARGV[2], 'built_xmax', ARGV[3], 'built_xip', ARGV[4], 'built_at', ARGV[5], 'definition', ARGV[6], 'count', count)
 redis.call('HINCRBY', KEYS[3], 'version', 1)
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'segment', ARGV[4], 'contact', '', 'change', 'rebuilt', 'cause', 'rebuild', 'at', ARGV[2])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', 'segment', ARGV[7], 'contact', '', 'change', 'rebuilt', 'cause', 'rebuild', 'at', ARGV[5])
 return count
 ";
 

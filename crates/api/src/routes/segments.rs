@@ -29,10 +29,7 @@ pub(crate) async fn catalog(
     state: &AppState,
     auth: &Auth,
 ) -> Result<std::sync::Arc<Catalog>, ApiError> {
-    Ok(state
-        .store
-        .catalog(auth.0.workspace_id, &state.registry)
-        .await?)
+    Ok(state.store.catalog(auth.0.workspace_id).await?)
 }
 
 /// Validates a tree found at `/conditions` of the request body.
@@ -43,7 +40,7 @@ pub(crate) fn parse_conditions(
     current: Option<SegmentId>,
 ) -> Result<Tree, ApiError> {
     catalog
-        .parse(value, &state.registry, state.engine.limits, current)
+        .parse(value, state.store.registry(), state.engine.limits, current)
         .map_err(|v| ApiError::Validation(v.prefixed("/conditions")))
 }
 
@@ -71,7 +68,8 @@ async fn present(
 pub async fn condition_types(_auth: Auth, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(ConditionTypeList {
         items: state
-            .registry
+            .store
+            .registry()
             .list()
             .into_iter()
             .map(ConditionType::from)

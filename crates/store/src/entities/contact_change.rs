@@ -10,6 +10,9 @@ pub struct Model {
     /// Space-separated change keys (`DataRef::change_key`), or `*`.
     pub changed: String,
     pub created_at: DateTimeUtc,
+    /// PostgreSQL: the writing transaction's id (a column default). SQLite:
+    /// empty, the sequence number standing in (writers are serialized).
+    pub xid: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
