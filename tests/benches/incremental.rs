@@ -96,7 +96,7 @@ fn main() {
         for i in 1..segments {
             let record = app
                 .store
-                .create_segment(ws, &format!("s{i}"), &segments_store::SegmentRule::Dynamic(segment_tree(i)))
+                .create_segment(ws, &format!("s{i}"), &segments_store::SegmentRule::Dynamic(segment_tree(i)), segments_conditions::Limits::default())
                 .await
                 .unwrap();
             jobs.rebuild(ws, record.id).await;

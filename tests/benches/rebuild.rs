@@ -146,7 +146,12 @@ fn main() {
             let tree = json!({"type": "first_contacted", "params": {"op": "between",
                 "from": (anchor - Days::days(days)).to_rfc3339(), "to": anchor.to_rfc3339()}});
             let record = store
-                .create_segment(ws, &format!("bench {label}"), &SegmentRule::Dynamic(tree))
+                .create_segment(
+                    ws,
+                    &format!("bench {label}"),
+                    &SegmentRule::Dynamic(tree),
+                    segments_conditions::Limits::default(),
+                )
                 .await
                 .unwrap();
             let catalog = store.catalog(ws).await.unwrap();

@@ -2,9 +2,9 @@
 //! one with its own pool and cache (the worker of `segments serve`, another
 //! process), on both databases.
 
-use segments_conditions::Registry;
+use segments_conditions::{Limits, Registry};
 use segments_domain::{AttributeKey, AttributeType, Label, SegmentId};
-use segments_store::{SegmentRule, Store};
+use segments_store::{SegmentRule, Store, StoreError};
 use segments_tests::{Backend, TestDatabase};
 use serde_json::json;
 
@@ -56,37 +56,58 @@ async fn catalog_follows_every_catalog_write(backend: Backend) {
     let rule = SegmentRule::Dynamic(
         json!({"type": "attribute", "params": {"key": "score", "op": "ge", "value": 5}}),
     );
-    let segment = writer.create_segment(ws, "high", &rule).await.unwrap();
+    let segment = writer
+        .create_segment(ws, "high", &rule, Limits::default())
+        .await
+        .unwrap();
     bumped(version(&reader).await, "creating a segment");
     let catalog = reader.catalog(ws).await.unwrap();
     assert_eq!(names(&catalog), vec![(segment.id, "high".to_owned())]);
     assert!(catalog.broken.is_empty(), "{:?}", catalog.broken);
 
     writer
-        .update_segment(ws, segment.id, Some("higher"), None)
+        .update_segment(ws, segment.id, Some("higher"), None, Limits::default())
         .await
         .unwrap();
     bumped(version(&reader).await, "renaming a segment");
     let catalog = reader.catalog(ws).await.unwrap();
     assert_eq!(names(&catalog), vec![(segment.id, "higher".to_owned())]);
 
-    // Deleting the attribute the segment reads breaks the segment.
-    writer.delete_attribute(ws, "score").await.unwrap();
-    bumped(version(&reader).await, "deleting an attribute");
-    let catalog = reader.catalog(ws).await.unwrap();
-    assert!(catalog.attributes.is_empty());
-    assert!(catalog.broken.contains_key(&segment.id));
+    // The attribute a segment reads cannot be deleted: the refusal, checked
+    // inside the write, rolls the version back with it.
+    let refused = writer.delete_attribute(ws, "score").await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Conflict {
+                code: "attribute_in_use",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let unchanged = version(&reader).await;
 
     writer.delete_segment(ws, segment.id).await.unwrap();
-    bumped(version(&reader).await, "deleting a segment");
+    let deleted = version(&reader).await;
+    assert_eq!(
+        deleted,
+        unchanged + 1,
+        "only the segment's deletion changed the version"
+    );
+    bumped(deleted, "deleting a segment");
     assert!(names(&reader.catalog(ws).await.unwrap()).is_empty());
+
+    writer.delete_attribute(ws, "score").await.unwrap();
+    bumped(version(&reader).await, "deleting an attribute");
+    assert!(reader.catalog(ws).await.unwrap().attributes.is_empty());
 
     // A write that fails changes neither the catalog nor its version.
     let missing = SegmentId(segment.id.0 + 1_000);
     assert!(writer.delete_segment(ws, missing).await.is_err());
     assert!(
         writer
-            .update_segment(ws, missing, Some("nobody"), None)
+            .update_segment(ws, missing, Some("nobody"), None, Limits::default())
             .await
             .is_err()
     );
@@ -98,7 +119,7 @@ async fn catalog_follows_every_catalog_write(backend: Backend) {
         .await
         .unwrap();
     writer
-        .create_segment(other.id, "theirs", &SegmentRule::Static)
+        .create_segment(other.id, "theirs", &SegmentRule::Static, Limits::default())
         .await
         .unwrap();
     assert_eq!(version(&reader).await, last);

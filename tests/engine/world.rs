@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{Duration, SecondsFormat, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::sample::subsequence;
-use segments_conditions::Registry;
+use segments_conditions::{Limits, Registry};
 use segments_domain::{
     AttributeKey, AttributeType, Channel, ContactId, ContactPatch, Email, ExternalId, SegmentId,
     TagName, Timestamp, WorkspaceId,
@@ -319,7 +319,7 @@ impl World {
             .collect();
 
         let s1 = store
-            .create_segment(ws, "static", &SegmentRule::Static)
+            .create_segment(ws, "static", &SegmentRule::Static, Limits::default())
             .await
             .unwrap()
             .id;
@@ -329,7 +329,12 @@ impl World {
             .await
             .unwrap();
         let d1 = store
-            .create_segment(ws, "dynamic", &SegmentRule::Dynamic(self.dynamic.clone()))
+            .create_segment(
+                ws,
+                "dynamic",
+                &SegmentRule::Dynamic(self.dynamic.clone()),
+                Limits::default(),
+            )
             .await
             .unwrap()
             .id;
@@ -341,7 +346,12 @@ impl World {
             ]}
         ]});
         let d2 = store
-            .create_segment(ws, "nested", &SegmentRule::Dynamic(d2_tree))
+            .create_segment(
+                ws,
+                "nested",
+                &SegmentRule::Dynamic(d2_tree),
+                Limits::default(),
+            )
             .await
             .unwrap()
             .id;

@@ -144,6 +144,23 @@ impl Store {
     ) -> Result<(), StoreError> {
         let txn = self.begin_write().await?;
         bump_catalog(&txn, workspace_id).await?;
+        // Deleting it would leave the segments that read it matching nobody.
+        // Checked after the catalog lock, so no segment that starts reading
+        // it can commit in between.
+        let readers = self
+            .load_catalog_in(&txn, workspace_id)
+            .await?
+            .readers_of_attribute(key);
+        if !readers.is_empty() {
+            return Err(StoreError::Conflict {
+                code: "attribute_in_use",
+                message: format!(
+                    "attribute `{key}` is read by segment(s) {}; change their conditions first",
+                    readers.join(", ")
+                ),
+                pointer: None,
+            });
+        }
         let result = attribute_definition::Entity::delete_many()
             .filter(attribute_definition::Column::WorkspaceId.eq(workspace_id.0))
             .filter(attribute_definition::Column::Key.eq(key))

@@ -205,16 +205,29 @@ pub(crate) async fn record_one<C: ConnectionTrait>(
             changed.join(" ").into(),
             Timestamp::now().get().into(),
         ])?
-        .returning(
-            Query::returning().columns([contact_change::Column::Seq, contact_change::Column::Xid]),
-        );
+        .returning(Query::returning().columns(stamp_columns(conn)));
     let row = conn
         .query_one(&insert)
         .await?
         .ok_or(sea_orm::DbErr::RecordNotInserted)?;
     let seq: i64 = row.try_get_by_index(0)?;
-    let xid: Option<i64> = row.try_get_by_index(1)?;
+    let xid: Option<i64> = if conn.get_database_backend() == DbBackend::Postgres {
+        row.try_get_by_index(1)?
+    } else {
+        None
+    };
     Ok(ChangeStamp::new(seq, xid))
+}
+
+/// The columns a change's stamp is read from. SQLite's column stays empty
+/// and is not read: sqlx there types a column added by a migration from the
+/// pool's cached schema, and has been seen to decode its NULL as text.
+fn stamp_columns<C: ConnectionTrait>(conn: &C) -> Vec<contact_change::Column> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        vec![contact_change::Column::Seq, contact_change::Column::Xid]
+    } else {
+        vec![contact_change::Column::Seq]
+    }
 }
 
 /// Records changes that differ per contact.
@@ -258,21 +271,24 @@ impl Store {
                 .and_where(contact_change::Column::ContactId.is_in(chunk.iter().map(|c| c.0)))
                 .group_by_col(contact_change::Column::ContactId)
                 .to_owned();
-            let rows: Vec<(i64, i64, Option<i64>)> = contact_change::Entity::find()
+            let select = contact_change::Entity::find()
                 .select_only()
-                .columns([
-                    contact_change::Column::ContactId,
-                    contact_change::Column::Seq,
-                    contact_change::Column::Xid,
-                ])
-                .filter(contact_change::Column::Seq.in_subquery(latest))
-                .into_tuple()
-                .all(&self.db)
-                .await?;
-            out.extend(
-                rows.into_iter()
-                    .map(|(c, seq, xid)| (ContactId(c), ChangeStamp::new(seq, xid))),
-            );
+                .column(contact_change::Column::ContactId)
+                .columns(stamp_columns(&self.db))
+                .filter(contact_change::Column::Seq.in_subquery(latest));
+            if self.backend() == DbBackend::Postgres {
+                let rows: Vec<(i64, i64, Option<i64>)> = select.into_tuple().all(&self.db).await?;
+                out.extend(
+                    rows.into_iter()
+                        .map(|(c, seq, xid)| (ContactId(c), ChangeStamp::new(seq, xid))),
+                );
+            } else {
+                let rows: Vec<(i64, i64)> = select.into_tuple().all(&self.db).await?;
+                out.extend(
+                    rows.into_iter()
+                        .map(|(c, seq)| (ContactId(c), ChangeStamp::new(seq, None))),
+                );
+            }
         }
         Ok(out)
     }
@@ -301,17 +317,26 @@ impl Store {
         if let Some(ws) = workspace {
             query = query.filter(contact_change::Column::WorkspaceId.eq(ws.0));
         }
-        Ok(query
+        let rows: Vec<(i64, i64, i64, String)> = query
+            .select_only()
+            .columns([
+                contact_change::Column::Seq,
+                contact_change::Column::WorkspaceId,
+                contact_change::Column::ContactId,
+                contact_change::Column::Changed,
+            ])
             .order_by_asc(contact_change::Column::Seq)
             .limit(limit)
+            .into_tuple()
             .all(&self.db)
-            .await?
+            .await?;
+        Ok(rows
             .into_iter()
-            .map(|m| ChangeRecord {
-                seq: m.seq,
-                workspace_id: WorkspaceId(m.workspace_id),
-                contact_id: ContactId(m.contact_id),
-                changed: m.changed.split(' ').map(str::to_owned).collect(),
+            .map(|(seq, ws, contact, changed)| ChangeRecord {
+                seq,
+                workspace_id: WorkspaceId(ws),
+                contact_id: ContactId(contact),
+                changed: changed.split(' ').map(str::to_owned).collect(),
             })
             .collect())
     }

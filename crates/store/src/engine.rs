@@ -108,6 +108,30 @@ impl Catalog {
         Ok(tree)
     }
 
+    /// The segments whose trees refer to `segment` (directly), as
+    /// `id (name)`: while there are any, it cannot be deleted.
+    pub fn referrers(&self, segment: SegmentId) -> Vec<String> {
+        self.segments
+            .iter()
+            .filter(|d| self.segments.references(d.id).contains(&segment))
+            .map(|d| format!("{} ({})", d.id, d.name))
+            .collect()
+    }
+
+    /// The segments whose conditions read attribute `key`, as `id (name)`:
+    /// while there are any, its definition cannot be deleted (they would
+    /// match nobody).
+    pub fn readers_of_attribute(&self, key: &str) -> Vec<String> {
+        let read = segments_conditions::DataRef::Attribute(key.to_owned());
+        self.segments
+            .iter()
+            .filter(
+                |d| matches!(&d.kind, SegmentKind::Dynamic(tree) if tree.reads().contains(&read)),
+            )
+            .map(|d| format!("{} ({})", d.id, d.name))
+            .collect()
+    }
+
     /// The SQL context for evaluating against this catalog at `now`.
     pub fn sql_context(&self, backend: Backend, now: Timestamp) -> SqlContext<'_> {
         SqlContext {
@@ -175,9 +199,21 @@ impl Store {
     /// Loads the workspace's attribute definitions and segments, parsing every
     /// dynamic segment's tree.
     async fn load_catalog(&self, workspace_id: WorkspaceId) -> Result<Catalog, StoreError> {
+        self.load_catalog_in(&self.db, workspace_id).await
+    }
+
+    /// `load_catalog` through `conn`: a catalog write loads it inside its
+    /// own transaction, after the workspace's catalog lock, so the rules it
+    /// checks (cycles, segments in use, attributes in use) hold against
+    /// every catalog write committed before it and none can slip between.
+    pub(crate) async fn load_catalog_in<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        workspace_id: WorkspaceId,
+    ) -> Result<Catalog, StoreError> {
         let registry = &*self.registry;
-        let attributes = definitions(&self.db, workspace_id).await?;
-        let records = self.segment_records(workspace_id).await?;
+        let attributes = definitions(conn, workspace_id).await?;
+        let records = crate::segments::segment_records_in(conn, workspace_id).await?;
         // Trees are validated against the set of segment ids; a placeholder
         // set suffices, since parsing only checks that references exist.
         let placeholders = SegmentSet::new(records.iter().map(|r| SegmentDefinition {

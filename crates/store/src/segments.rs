@@ -8,11 +8,12 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
+use segments_conditions::Limits;
 use segments_domain::{ContactId, SegmentId, Timestamp, WorkspaceId};
 
 use crate::batch::{MAX_IN_LIST, rows_per_statement};
 use crate::changes;
-use crate::engine::bump_catalog;
+use crate::engine::{Catalog, bump_catalog};
 use crate::entities::{contact, segment, segment_member};
 use crate::{Store, StoreError};
 
@@ -87,20 +88,43 @@ fn rule_columns(rule: &SegmentRule) -> (&'static str, Option<String>) {
     }
 }
 
+/// Every segment of the workspace, in id order, read through `conn`.
+pub(crate) async fn segment_records_in<C: ConnectionTrait>(
+    conn: &C,
+    workspace_id: WorkspaceId,
+) -> Result<Vec<SegmentRecord>, StoreError> {
+    segment::Entity::find()
+        .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
+        .order_by_asc(segment::Column::Id)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(SegmentRecord::try_from)
+        .collect()
+}
+
+/// A dynamic tree checked against the catalog as it stands inside the
+/// writing transaction; its errors point into the request's `/conditions`.
+fn validated(
+    store: &Store,
+    catalog: &Catalog,
+    tree: &serde_json::Value,
+    limits: Limits,
+    current: Option<SegmentId>,
+) -> Result<(), StoreError> {
+    catalog
+        .parse(tree, store.registry(), limits, current)
+        .map(|_| ())
+        .map_err(|v| StoreError::Invalid(v.prefixed("/conditions")))
+}
+
 impl Store {
     /// Every segment of the workspace, in id order.
     pub async fn segment_records(
         &self,
         workspace_id: WorkspaceId,
     ) -> Result<Vec<SegmentRecord>, StoreError> {
-        segment::Entity::find()
-            .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
-            .order_by_asc(segment::Column::Id)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(SegmentRecord::try_from)
-            .collect()
+        segment_records_in(&self.db, workspace_id).await
     }
 
     pub async fn list_segments(
@@ -140,15 +164,20 @@ impl Store {
             .try_into()
     }
 
-    /// Stores a segment whose rule the caller has validated.
+    /// Stores a segment. A dynamic one's tree is validated (registry,
+    /// `limits`, references) inside the write, after the catalog lock.
     pub async fn create_segment(
         &self,
         workspace_id: WorkspaceId,
         name: &str,
         rule: &SegmentRule,
+        limits: Limits,
     ) -> Result<SegmentRecord, StoreError> {
-        self.retrying(async || self.create_segment_once(workspace_id, name, rule).await)
-            .await
+        self.retrying(async || {
+            self.create_segment_once(workspace_id, name, rule, limits)
+                .await
+        })
+        .await
     }
 
     async fn create_segment_once(
@@ -156,11 +185,16 @@ impl Store {
         workspace_id: WorkspaceId,
         name: &str,
         rule: &SegmentRule,
+        limits: Limits,
     ) -> Result<SegmentRecord, StoreError> {
         let now = Timestamp::now().get();
         let (kind, conditions) = rule_columns(rule);
         let txn = self.begin_write().await?;
         bump_catalog(&txn, workspace_id).await?;
+        if let SegmentRule::Dynamic(tree) = rule {
+            let catalog = self.load_catalog_in(&txn, workspace_id).await?;
+            validated(self, &catalog, tree, limits, None)?;
+        }
         let model = segment::ActiveModel {
             workspace_id: Set(workspace_id.0),
             name: Set(name.to_owned()),
@@ -176,16 +210,22 @@ impl Store {
         model.try_into()
     }
 
-    /// Renames a segment and/or replaces its conditions (validated by the caller).
+    /// Renames a segment and/or replaces a dynamic segment's conditions,
+    /// validated inside the write after the catalog lock: two edits that
+    /// would close a reference cycle between them cannot both pass.
     pub async fn update_segment(
         &self,
         workspace_id: WorkspaceId,
         id: SegmentId,
         name: Option<&str>,
-        rule: Option<&SegmentRule>,
+        conditions: Option<&serde_json::Value>,
+        limits: Limits,
     ) -> Result<SegmentRecord, StoreError> {
-        self.retrying(async || self.update_segment_once(workspace_id, id, name, rule).await)
-            .await
+        self.retrying(async || {
+            self.update_segment_once(workspace_id, id, name, conditions, limits)
+                .await
+        })
+        .await
     }
 
     async fn update_segment_once(
@@ -193,8 +233,11 @@ impl Store {
         workspace_id: WorkspaceId,
         id: SegmentId,
         name: Option<&str>,
-        rule: Option<&SegmentRule>,
+        conditions: Option<&serde_json::Value>,
+        limits: Limits,
     ) -> Result<SegmentRecord, StoreError> {
+        let rule = conditions.map(|tree| SegmentRule::Dynamic(tree.clone()));
+        let rule = rule.as_ref();
         let mut update = Query::update();
         update
             .table(segment::Entity)
@@ -212,6 +255,24 @@ impl Store {
         }
         let txn = self.begin_write().await?;
         bump_catalog(&txn, workspace_id).await?;
+        if let Some(tree) = conditions {
+            let catalog = self.load_catalog_in(&txn, workspace_id).await?;
+            match catalog.records.iter().find(|r| r.id == id).map(|r| &r.rule) {
+                None => return Err(StoreError::not_found("segment", id)),
+                Some(SegmentRule::Static) => {
+                    return Err(StoreError::Conflict {
+                        code: "static_segment",
+                        message: format!(
+                            "segment {id} is static: its members are added by hand, not by conditions"
+                        ),
+                        pointer: Some("/conditions".into()),
+                    });
+                }
+                Some(SegmentRule::Dynamic(_)) => {
+                    validated(self, &catalog, tree, limits, Some(id))?;
+                }
+            }
+        }
         if txn.execute(&update).await?.rows_affected() == 0 {
             return Err(StoreError::not_found("segment", id));
         }
@@ -235,6 +296,21 @@ impl Store {
     ) -> Result<(), StoreError> {
         let txn = self.begin_write().await?;
         bump_catalog(&txn, workspace_id).await?;
+        // Checked after the catalog lock: a segment that starts referring to
+        // this one commits either before (and is seen here) or after (and
+        // then finds it gone).
+        let catalog = self.load_catalog_in(&txn, workspace_id).await?;
+        let referrers = catalog.referrers(id);
+        if catalog.segments.contains(id) && !referrers.is_empty() {
+            return Err(StoreError::Conflict {
+                code: "segment_in_use",
+                message: format!(
+                    "segment {id} is referred to by segment(s) {}",
+                    referrers.join(", ")
+                ),
+                pointer: None,
+            });
+        }
         let result = segment::Entity::delete_many()
             .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
             .filter(segment::Column::Id.eq(id.0))

@@ -1,5 +1,5 @@
 use actix_web::{HttpResponse, delete, get, post, web};
-use segments_conditions::{DataRef, SegmentKind};
+
 use segments_domain::{AttributeKey, Violations};
 
 use crate::AppState;
@@ -65,27 +65,7 @@ pub async fn remove(
     state: web::Data<AppState>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    // Deleting it would leave those segments matching nobody.
-    let catalog = crate::routes::segments::catalog(&state, &auth).await?;
-    let read = DataRef::Attribute(key.to_string());
-    let users: Vec<String> = catalog
-        .segments
-        .iter()
-        .filter(|d| matches!(&d.kind, SegmentKind::Dynamic(tree) if tree.reads().contains(&read)))
-        .map(|d| format!("{} ({})", d.id, d.name))
-        .collect();
-    if !users.is_empty() {
-        return Err(ApiError::Conflict {
-            code: "attribute_in_use",
-            message: format!(
-                "attribute `{}` is read by segment(s) {}; change their conditions first",
-                key.as_str(),
-                users.join(", ")
-            ),
-            pointer: None,
-            candidates: Vec::new(),
-        });
-    }
+    // Refused by the store, inside the write, while segments read it.
     state
         .store
         .delete_attribute(auth.0.workspace_id, &key)

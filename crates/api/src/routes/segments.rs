@@ -96,7 +96,6 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0;
     let name = name(&input.name)?;
-    let catalog = catalog(&state, &auth).await?;
     let rule = match (input.kind, input.conditions) {
         (SegmentKind::Static, None) => SegmentRule::Static,
         (SegmentKind::Static, Some(_)) => {
@@ -110,14 +109,12 @@ pub async fn create(
                 FieldError::new("required", "a dynamic segment needs conditions").at("/conditions"),
             )));
         }
-        (SegmentKind::Dynamic, Some(tree)) => {
-            parse_conditions(&state, &catalog, &tree.0, None)?;
-            SegmentRule::Dynamic(tree.0)
-        }
+        // The tree is validated by the store, inside the write.
+        (SegmentKind::Dynamic, Some(tree)) => SegmentRule::Dynamic(tree.0),
     };
     let record = state
         .store
-        .create_segment(auth.0.workspace_id, &name, &rule)
+        .create_segment(auth.0.workspace_id, &name, &rule, state.engine.limits)
         .await?;
     state.rebuild(auth.0.workspace_id, record.id).await;
     let catalog = self::catalog(&state, &auth).await?;
@@ -197,37 +194,27 @@ pub async fn update(
     let id = SegmentId(*id);
     let input = body.0;
     let name = input.name.as_deref().map(self::name).transpose()?;
-    let existing = state.store.get_segment(auth.0.workspace_id, id).await?;
-    let catalog = catalog(&state, &auth).await?;
-    let rule = match (input.conditions, &existing.rule) {
-        (None, _) => None,
-        (Some(_), SegmentRule::Static) => {
-            return Err(ApiError::Conflict {
-                code: "static_segment",
-                message: format!(
-                    "segment {id} is static: its members are added by hand, not by conditions"
-                ),
-                pointer: Some("/conditions".into()),
-                candidates: Vec::new(),
-            });
-        }
-        (Some(tree), SegmentRule::Dynamic(_)) => {
-            parse_conditions(&state, &catalog, &tree.0, Some(id))?;
-            Some(SegmentRule::Dynamic(tree.0))
-        }
-    };
+    let conditions = input.conditions.map(|tree| tree.0);
+    // The store checks the rules (a static segment takes no conditions, the
+    // tree validates, no cycle) inside the write.
     let record = state
         .store
-        .update_segment(auth.0.workspace_id, id, name.as_deref(), rule.as_ref())
+        .update_segment(
+            auth.0.workspace_id,
+            id,
+            name.as_deref(),
+            conditions.as_ref(),
+            state.engine.limits,
+        )
         .await?;
-    if rule.is_some() {
+    let catalog = self::catalog(&state, &auth).await?;
+    if conditions.is_some() {
         state.rebuild(auth.0.workspace_id, id).await;
         // Segments that refer to this one change with it.
         for dependent in catalog.segments.dependents(id) {
             state.rebuild(auth.0.workspace_id, dependent).await;
         }
     }
-    let catalog = self::catalog(&state, &auth).await?;
     Ok(HttpResponse::Ok().json(present(&state, &catalog, record).await?))
 }
 
@@ -248,24 +235,7 @@ pub async fn remove(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = SegmentId(*id);
-    let catalog = catalog(&state, &auth).await?;
-    let dependents: Vec<_> = catalog
-        .segments
-        .iter()
-        .filter(|d| catalog.segments.references(d.id).contains(&id))
-        .map(|d| format!("{} ({})", d.id, d.name))
-        .collect();
-    if catalog.segments.contains(id) && !dependents.is_empty() {
-        return Err(ApiError::Conflict {
-            code: "segment_in_use",
-            message: format!(
-                "segment {id} is referred to by segment(s) {}",
-                dependents.join(", ")
-            ),
-            pointer: None,
-            candidates: Vec::new(),
-        });
-    }
+    // Refused by the store, inside the write, while others refer to it.
     state.store.delete_segment(auth.0.workspace_id, id).await?;
     state.forget_segment(auth.0.workspace_id, id).await;
     Ok(HttpResponse::NoContent().finish())
