@@ -132,6 +132,14 @@ impl TestApp {
         registry: Registry,
         redis: Option<(&str, usize)>,
     ) -> Self {
+        // `SEGMENTS_TEST_LOG=<filter>` shows the app's logs (e.g. the cause
+        // behind a 500) beside the failing test's output.
+        if let Ok(filter) = std::env::var("SEGMENTS_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let database = TestDatabase::create(backend).await;
         let store = Store::connect(&database.settings(), std::sync::Arc::new(registry))
             .await

@@ -195,6 +195,16 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Stops the server and throws its data away: the next `resume` starts
+    /// it empty, as a Redis without persistence comes back.
+    pub fn wipe(&mut self) {
+        self.halt();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::create_dir_all(&self.dir).expect("dir");
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.halt();

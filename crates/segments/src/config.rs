@@ -79,6 +79,9 @@ pub struct WorkerSection {
     /// How often each worker process checks for waiting jobs and wakes
     /// its workers: the longest a job can wait for a missed wake-up.
     pub wake_interval_ms: u64,
+    /// How often each worker process checks that Redis answers and still
+    /// holds the data: an outage or an empty restart is repaired within it.
+    pub redis_check_ms: u64,
     /// Connections of the worker's own pool in `segments serve`, apart from
     /// the API's, so that jobs never queue behind requests for a connection.
     pub database_connections: u32,
@@ -158,6 +161,7 @@ impl Default for Settings {
                 heartbeat_secs: 5,
                 shutdown_timeout_secs: 30,
                 wake_interval_ms: 10,
+                redis_check_ms: 1_000,
                 database_connections: 6,
                 metrics_bind: "127.0.0.1:9464".into(),
             },
@@ -221,6 +225,7 @@ impl Settings {
             reconcile_schedule: self.worker.reconcile_schedule.clone(),
             heartbeat: Duration::from_secs(self.worker.heartbeat_secs),
             wake_interval: Duration::from_millis(self.worker.wake_interval_ms),
+            redis_check_interval: Duration::from_millis(self.worker.redis_check_ms),
         }
     }
 

@@ -12,4 +12,6 @@ pub enum WorkerError {
     Sql(segments_domain::SegmentId, segments_conditions::SqlError),
     #[error("could not enqueue a job: {0}")]
     Enqueue(String),
+    #[error("the lease this work ran under lapsed; another process holds it")]
+    LeaseLost,
 }

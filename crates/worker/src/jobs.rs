@@ -25,7 +25,7 @@ use segments_store::ChangeStamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
 
 use crate::{Materializer, WorkerError};
@@ -54,6 +54,9 @@ pub enum Job {
         workspace_id: i64,
         changed: Vec<String>,
     },
+    /// Sweep the change log: a process could not enqueue some jobs (Redis
+    /// was away) and pushes this once Redis answers again.
+    CatchUp,
 }
 
 impl Job {
@@ -63,6 +66,7 @@ impl Job {
             Self::Rebuild { .. } => "rebuild",
             Self::ContactsChanged { .. } => "contacts_changed",
             Self::RebuildReading { .. } => "rebuild_reading",
+            Self::CatchUp => "catch_up",
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct JobQueue {
     /// Jobs waiting, as last seen by a push: the coalescer lingers while
     /// workers are behind.
     backlog: Arc<AtomicU64>,
+    /// Set while a catch-up is owed: some job could not be enqueued.
+    owed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -132,6 +138,7 @@ impl JobQueue {
             wake_channel: format!("tasks:{queue}:active:available"),
             timeout,
             backlog: Arc::new(AtomicU64::new(0)),
+            owed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -214,8 +221,29 @@ impl JobQueue {
     pub async fn push_or_log(&self, job: Job) {
         tracing::debug!(?job, "enqueueing");
         if let Err(e) = self.push(job).await {
-            tracing::warn!(error = %e, "job not enqueued; the reconciler will pick the change up from the change log");
+            tracing::warn!(error = %e, "job not enqueued; a catch-up sweep will apply the change from the change log once Redis answers");
+            self.owe_catch_up();
         }
+    }
+
+    /// Remembers that a job was lost and, once, starts pushing a `CatchUp`
+    /// until Redis takes it: however short the outage, and even if no other
+    /// write follows, the change log is swept as soon as Redis is back.
+    fn owe_catch_up(&self) {
+        if self.owed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let queue = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if queue.push(Job::CatchUp).await.is_ok() {
+                    queue.owed.store(false, Ordering::Release);
+                    tracing::info!("catch-up sweep enqueued");
+                    return;
+                }
+            }
+        });
     }
 
     /// Routes change notices through a background task that merges those
@@ -484,6 +512,9 @@ async fn run_job(job: Job, materializer: &Materializer) -> Result<(), BoxDynErro
                 materializer.rebuild(ws, segment).await?;
             }
         }
+        Job::CatchUp => {
+            materializer.catch_up().await?;
+        }
     }
     Ok(())
 }
@@ -539,6 +570,10 @@ pub struct WorkerSettings {
     /// (see `nudge`): the bound on how long a job whose wake-up was missed
     /// can wait.
     pub wake_interval: Duration,
+    /// How often a process checks that Redis answers and still holds the
+    /// deployment's data (see `recovery`): the longest an outage or an
+    /// empty restart goes unrepaired.
+    pub redis_check_interval: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -548,6 +583,7 @@ impl Default for WorkerSettings {
             reconcile_schedule: "0 * * * * *".into(),
             heartbeat: Duration::from_secs(5),
             wake_interval: Duration::from_millis(10),
+            redis_check_interval: Duration::from_secs(1),
         }
     }
 }
@@ -562,7 +598,7 @@ fn worker_name(role: &str) -> String {
     )
 }
 
-async fn stopped(mut rx: watch::Receiver<bool>) -> Result<(), std::io::Error> {
+pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) -> Result<(), std::io::Error> {
     while !*rx.borrow() {
         if rx.changed().await.is_err() {
             break;
@@ -586,6 +622,15 @@ pub async fn run(
         let _ = tx.send(true);
     });
     let nudge = nudge(materializer.clone(), settings.wake_interval, rx.clone());
+    // The reconciler's lease: held for most of an interval, renewed while
+    // its holder works.
+    let hold = Duration::from_secs(50);
+    let redis_watch = crate::recovery::watch_redis(
+        materializer.clone(),
+        settings.redis_check_interval,
+        hold,
+        rx.clone(),
+    );
     let queue = materializer.keys.queue();
     let jobs = {
         let materializer = materializer.clone();
@@ -617,9 +662,6 @@ pub async fn run(
     };
     let cron = {
         let materializer = materializer.clone();
-        // Hold the lock for most of an interval, so that two workers firing
-        // on the same tick do not both reconcile.
-        let hold = Duration::from_secs(50);
         supervise("reconcile", rx.clone(), move || {
             let worker = WorkerBuilder::new(worker_name("reconcile"))
                 .backend(CronScheduler::new(schedule.clone()))
@@ -633,7 +675,7 @@ pub async fn run(
             }
         })
     };
-    tokio::join!(jobs, cron, nudge);
+    tokio::join!(jobs, cron, nudge, redis_watch);
     Ok(())
 }
 

@@ -15,7 +15,9 @@
 //! | `<prefix>:{<ws>}:events` | stream | `segment`, `contact`, `change` (entered/exited), `cause`, `at` |
 //! | `<prefix>:{<ws>}:stats` | hash | `repairs`, `last_reconcile_at` |
 //! | `<prefix>_jobs…` | apalis | the job queue (`:` in the prefix becomes `_`) |
-//! | `<prefix>:swept` | string | change-log sequence number the reconciler has swept up to |
+//! | `<prefix>:swept` | string | the snapshot (`xmin:xmax:xip,…`) the change log has been swept through |
+//! | `<prefix>:epoch` | string | present while Redis holds the deployment's data (a restore writes it) |
+//! | `<prefix>:reconcile-lock` | string | the reconciler's lease (renewed while held) |
 
 use segments_domain::{SegmentId, WorkspaceId};
 
@@ -97,6 +99,12 @@ impl Keys {
             })
             .collect();
         format!("{safe}_jobs")
+    }
+
+    /// Present while Redis holds this deployment's data: written after a
+    /// full restore, gone when Redis lost everything (see `recovery`).
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
     }
 
     pub fn swept(&self) -> String {

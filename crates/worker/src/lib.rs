@@ -15,10 +15,12 @@ mod apply;
 mod error;
 pub mod jobs;
 pub mod keys;
+mod lease;
 pub mod materializer;
 pub mod metrics;
 mod rebuild;
 mod reconcile;
+mod recovery;
 mod scripts;
 
 pub use error::WorkerError;

@@ -12,7 +12,7 @@ use segments_store::{Catalog, Store};
 
 use crate::WorkerError;
 use crate::keys::Keys;
-use crate::scripts::{APPLY, SWAP, Script};
+use crate::scripts::{APPLY, FORGET, MARK_SWEPT, SWAP, Script};
 
 /// How the materializer behaves.
 #[derive(Debug, Clone)]
@@ -73,6 +73,8 @@ pub struct Materializer {
     pub(crate) settings: MaterializerSettings,
     pub(crate) apply: Script,
     pub(crate) swap: Script,
+    pub(crate) mark_swept: Script,
+    pub(crate) forget: Script,
 }
 
 impl std::fmt::Debug for Materializer {
@@ -113,6 +115,8 @@ impl Materializer {
             settings,
             apply: Script::new(APPLY),
             swap: Script::new(SWAP),
+            mark_swept: Script::new(MARK_SWEPT),
+            forget: Script::new(FORGET),
         })
     }
 

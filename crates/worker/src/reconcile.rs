@@ -11,6 +11,8 @@ use segments_conditions::SegmentSql;
 use segments_domain::{SegmentId, Timestamp, WorkspaceId};
 use segments_store::ChangeSnapshot;
 
+use crate::lease::Lease;
+
 use crate::{Materializer, WorkerError};
 
 /// How one segment's set differs from SQL.
@@ -92,6 +94,12 @@ impl Materializer {
 
     /// Runs one reconciliation over every workspace.
     pub async fn reconcile(&self) -> Result<ReconcileReport, WorkerError> {
+        self.reconcile_under(None).await
+    }
+
+    /// Reconciles; under a lease, stops at the first step after losing it.
+    async fn reconcile_under(&self, lease: Option<&Lease>) -> Result<ReconcileReport, WorkerError> {
+        let check = || lease.map_or(Ok(()), Lease::check);
         // Sweep first: changes whose jobs were lost are applied before sets
         // are compared, so they are not counted as drift.
         let mut report = ReconcileReport {
@@ -99,9 +107,11 @@ impl Materializer {
             ..ReconcileReport::default()
         };
         for ws in self.store.workspace_ids().await? {
+            check()?;
             let catalog = self.catalog(ws).await?;
             let mut repaired_here = 0;
             for segment in catalog.segments.dependency_order() {
+                check()?;
                 if catalog.segments.time_dependent(segment) {
                     self.rebuild(ws, segment).await?;
                     report.time_rebuilds += 1;
@@ -161,10 +171,20 @@ impl Materializer {
                 }
             }
         }
+        let mut dropped = 0;
         for segment in &strays {
-            self.forget_segment(ws, *segment).await?;
+            let keys = vec![
+                self.keys.members(ws, *segment),
+                self.keys.meta(ws, *segment),
+                self.keys.versions(ws, *segment),
+            ];
+            let done: Vec<i64> = self
+                .forget
+                .run_many(&mut conn, &[(keys, vec![catalog.version.to_string()])])
+                .await?;
+            dropped += done.iter().sum::<i64>().unsigned_abs();
         }
-        Ok(strays.len() as u64)
+        Ok(dropped)
     }
 
     /// Applies every change of the log that the last sweep did not see and
@@ -205,33 +225,34 @@ impl Materializer {
             }
             count += changes.len() as u64;
         }
-        let _: () = conn.set(self.keys.swept(), now.to_text()).await?;
+        let _: Vec<i64> = self
+            .mark_swept
+            .run_many(
+                &mut conn,
+                &[(
+                    vec![self.keys.swept()],
+                    vec![now.to_text(), now.xmax.to_string()],
+                )],
+            )
+            .await?;
         self.store
             .prune_changes(&now, self.settings.change_retention)
             .await?;
         Ok(count)
     }
 
-    /// Runs `reconcile` unless another process holds the lock.
+    /// Runs `reconcile` unless another process holds the reconciler's
+    /// lease; holds it for `hold` at a time, renewed while it works.
     pub async fn reconcile_exclusively(
         &self,
         hold: std::time::Duration,
     ) -> Result<Option<ReconcileReport>, WorkerError> {
-        let mut conn = self.redis.clone();
-        let token = crate::materializer::token();
-        let acquired: Option<String> = redis::cmd("SET")
-            .arg(self.keys.reconcile_lock())
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX))
-            .query_async(&mut conn)
-            .await?;
-        if acquired.is_none() {
+        let Some(lease) = Lease::acquire(&self.redis, self.keys.reconcile_lock(), hold).await?
+        else {
             return Ok(None);
-        }
+        };
         let started = std::time::Instant::now();
-        let result = self.reconcile().await;
+        let result = self.reconcile_under(Some(&lease)).await;
         match &result {
             Ok(report) => crate::metrics::reconciled(
                 true,
@@ -241,14 +262,7 @@ impl Materializer {
             ),
             Err(_) => crate::metrics::reconciled(false, started.elapsed(), 0, 0),
         }
-        // Release only our own lock.
-        let _: i64 = redis::Script::new(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
-        )
-        .key(self.keys.reconcile_lock())
-        .arg(&token)
-        .invoke_async(&mut conn)
-        .await?;
+        lease.release(&self.redis).await?;
         result.map(Some)
     }
 }

@@ -94,6 +94,34 @@ redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', 'segment', ARGV[7], 'co
 return count
 ";
 
+/// Records how far the sweep has come, never moving it back: a reconciler
+/// whose lease lapsed may finish after a newer one.
+///
+/// KEYS: the sweep marker. ARGV: the snapshot swept (`xmin:xmax:xip`), its
+/// xmax. Returns 1 when recorded.
+pub const MARK_SWEPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local xmax = tonumber(string.match(current, '^%d+:(%d+):'))
+  if xmax and xmax > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+";
+
+/// Drops a deleted segment's keys, unless a build from a catalog newer than
+/// the one that found it deleted wrote them (ids are never reused, so that
+/// only happens when the finder's catalog was stale).
+///
+/// KEYS: members, meta, versions. ARGV: the finder's catalog version.
+/// Returns 1 when dropped.
+pub const FORGET: &str = r"
+local built = tonumber(redis.call('HGET', KEYS[2], 'built_catalog') or '-1')
+if built > tonumber(ARGV[1]) then return 0 end
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
+return 1
+";
+
 /// A script loaded once and invoked by hash, reloaded after a Redis restart.
 #[derive(Debug, Clone)]
 pub struct Script {
