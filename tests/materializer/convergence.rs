@@ -1,6 +1,9 @@
-//! Thousands of random writes from concurrent clients, racing full rebuilds
-//! and condition edits, with two workers: once writes stop, every set equals
-//! the SQL evaluation of its segment.
+//! Thousands of random writes from concurrent clients — single writes, bulk
+//! upserts and bulk tagging of hundreds to thousands of contacts in random
+//! orders, tag renames — racing full rebuilds and condition edits, with two
+//! workers and the reconciler off: every request answers 2xx, and once
+//! writes stop every set equals the SQL evaluation of its segment and no
+//! live key expires.
 
 use std::time::Duration;
 
@@ -13,15 +16,70 @@ use crate::{REDIS, converged};
 
 const TAGS: [&str; 4] = ["vip", "new", "promo", "churn"];
 
+/// Contacts loaded in bulk at the start, by external id `b<i>`.
+const BULK: usize = 3_000;
+
 fn random_write(
     rng: &mut StdRng,
     contacts: &[i64],
     statik: i64,
+    promo_tag: i64,
 ) -> (reqwest::Method, String, Option<Value>) {
     let c = contacts[rng.random_range(0..contacts.len())];
     let tag = TAGS[rng.random_range(0..TAGS.len())];
     use reqwest::Method;
-    match rng.random_range(0..8) {
+    match rng.random_range(0..24) {
+        // A bulk upsert of hundreds to thousands of contacts, in random order.
+        8 => {
+            let n = rng.random_range(300..1_500);
+            let items: Vec<Value> = (0..n)
+                .map(|_| {
+                    json!({
+                        "external_id": format!("b{}", rng.random_range(0..BULK)),
+                        "opted_in": rng.random_bool(0.5),
+                        "tags": [TAGS[rng.random_range(0..TAGS.len())]],
+                        "attributes": {"score": rng.random_range(0..100)}
+                    })
+                })
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            let items: Vec<Value> = items
+                .into_iter()
+                .filter(|i| seen.insert(i["external_id"].clone()))
+                .collect();
+            (
+                Method::POST,
+                "/v1/contacts/bulk-upsert".into(),
+                Some(json!({ "contacts": items })),
+            )
+        }
+        // Tagging hundreds of contacts at once.
+        9 => {
+            let ids: Vec<i64> = (0..300)
+                .map(|_| contacts[rng.random_range(0..contacts.len())])
+                .collect();
+            let path = if rng.random_bool(0.5) {
+                "/v1/tags/apply"
+            } else {
+                "/v1/tags/remove"
+            };
+            (
+                Method::POST,
+                path.into(),
+                Some(json!({"contact_ids": ids, "tags": [tag]})),
+            )
+        }
+        // Renaming a tag that a segment reads changes every contact carrying it.
+        10 => {
+            // A fresh name each time: its old name `promo` is soon taken
+            // again by writes that create the tag anew.
+            let name = format!("promo-{:x}", rng.random::<u64>());
+            (
+                Method::PATCH,
+                format!("/v1/tags/{promo_tag}"),
+                Some(json!({ "name": name })),
+            )
+        }
         0 => (
             Method::POST,
             format!("/v1/contacts/{c}/tags"),
@@ -57,6 +115,11 @@ fn random_write(
             "/v1/tags/apply".into(),
             Some(json!({"contact_ids": [c, contacts[0]], "tags": [tag]})),
         ),
+        7 | 16..=23 => (
+            Method::PUT,
+            format!("/v1/contacts/{c}/attributes/score"),
+            Some(json!({"value": rng.random_range(0..100)})),
+        ),
         _ => (
             Method::POST,
             "/v1/contacts/bulk-upsert".into(),
@@ -79,12 +142,37 @@ async fn sets_converge_under_concurrent_writes_rebuilds_and_edits(backend: Backe
                 .unwrap(),
         );
     }
+    let loaded: Vec<Value> = (0..BULK)
+        .map(|i| json!({"external_id": format!("b{i}"), "tags": [TAGS[i % 4]]}))
+        .collect();
+    let loaded = app
+        .post("/v1/contacts/bulk-upsert", json!({ "contacts": loaded }))
+        .await
+        .expect(200);
+    contacts.extend(
+        loaded["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_i64().unwrap()),
+    );
+    let promo_tag = app.get("/v1/tags?limit=100").await.expect(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "promo")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
     let statik = app
         .post("/v1/segments", json!({"name": "hand", "kind": "static"}))
         .await
         .expect(201)["id"]
         .as_i64()
         .unwrap();
+    app.post("/v1/segments", json!({"name": "promo", "kind": "dynamic", "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["promo"]}}}))
+        .await
+        .expect(201);
     let tagged = app
         .post("/v1/segments", json!({"name": "vip", "kind": "dynamic", "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}}))
         .await
@@ -124,8 +212,8 @@ async fn sets_converge_under_concurrent_writes_rebuilds_and_edits(backend: Backe
             let contacts = contacts.clone();
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(w);
-                for _ in 0..500 {
-                    let (method, path, body) = random_write(&mut rng, &contacts, statik);
+                for _ in 0..250 {
+                    let (method, path, body) = random_write(&mut rng, &contacts, statik, promo_tag);
                     let mut request = client
                         .request(method, format!("{base}{path}"))
                         .bearer_auth(&key);

@@ -153,7 +153,7 @@ impl TestApp {
                     .connect_another(&database.settings())
                     .await
                     .expect("connect the worker");
-                Some(Materialized::start(worker_store, url, workers).await)
+                Some(Materialized::start(store.clone(), worker_store, url, workers).await)
             }
             None => None,
         };

@@ -16,7 +16,11 @@ use tokio::task::JoinHandle;
 
 #[derive(Debug)]
 pub struct Materialized {
+    /// The workers' materializer (their own pool and Redis connection).
     pub materializer: Arc<Materializer>,
+    /// The API's, over the API's store and a Redis connection of its own, as
+    /// in `segments serve`: requests never queue behind a worker's pipelines.
+    pub api: Arc<Materializer>,
     pub jobs: JobQueue,
     pub prefix: String,
     redis_url: String,
@@ -25,7 +29,7 @@ pub struct Materialized {
 }
 
 impl Materialized {
-    pub async fn start(store: Store, redis_url: &str, workers: usize) -> Self {
+    pub async fn start(api_store: Store, store: Store, redis_url: &str, workers: usize) -> Self {
         let prefix = format!(
             "segtest-{}-{:x}",
             std::process::id(),
@@ -35,13 +39,18 @@ impl Materialized {
             prefix: prefix.clone(),
             ..MaterializerSettings::default()
         };
+        let api = Arc::new(
+            Materializer::connect(api_store, redis_url, settings.clone())
+                .await
+                .expect("redis client"),
+        );
         let materializer = Arc::new(
             Materializer::connect(store, redis_url, settings)
                 .await
                 .expect("redis client"),
         );
         let jobs = JobQueue::new(
-            materializer.redis(),
+            api.redis(),
             &materializer.keys().queue(),
             Duration::from_secs(1),
             Duration::from_millis(500),
@@ -70,6 +79,7 @@ impl Materialized {
             .collect();
         Self {
             materializer,
+            api,
             jobs,
             prefix,
             redis_url: redis_url.to_owned(),
@@ -80,7 +90,7 @@ impl Materialized {
 
     pub fn state(&self) -> Materialization {
         Materialization {
-            materializer: self.materializer.clone(),
+            materializer: self.api.clone(),
             jobs: self.jobs.clone(),
         }
     }

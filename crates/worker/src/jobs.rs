@@ -143,11 +143,21 @@ impl JobQueue {
     }
 
     pub async fn push(&self, job: Job) -> Result<(), WorkerError> {
+        self.push_within(job, self.timeout).await
+    }
+
+    /// Pushes a job, waiting up to `timeout` for Redis (an explicit request
+    /// such as a rebuild, which answers 503 when it cannot enqueue, affords
+    /// longer than the bound on a write's best-effort notice).
+    pub async fn push_within(&self, job: Job, timeout: Duration) -> Result<(), WorkerError> {
         let kind = job.kind();
-        let result = self.push_envelope(Envelope {
-            enqueued_at_ms: now_ms(),
-            job,
-        });
+        let result = self.push_envelope(
+            Envelope {
+                enqueued_at_ms: now_ms(),
+                job,
+            },
+            timeout,
+        );
         let result = result.await;
         crate::metrics::enqueued(kind, result.is_ok());
         result
@@ -186,7 +196,11 @@ impl JobQueue {
             .llen(self.config.active_jobs_list())
     }
 
-    async fn push_envelope(&self, envelope: Envelope) -> Result<(), WorkerError> {
+    async fn push_envelope(
+        &self,
+        envelope: Envelope,
+        timeout: Duration,
+    ) -> Result<(), WorkerError> {
         let mut storage = self.storage.clone();
         let mut conn = self.conn.clone();
         let push = async {
@@ -209,7 +223,7 @@ impl JobQueue {
             self.backlog.store(scheduled + active, Ordering::Relaxed);
             Ok::<(), WorkerError>(())
         };
-        match tokio::time::timeout(self.timeout, push).await {
+        match tokio::time::timeout(timeout, push).await {
             Ok(result) => result,
             Err(_) => Err(WorkerError::RedisTimeout),
         }

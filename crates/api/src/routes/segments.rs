@@ -560,10 +560,14 @@ pub async fn rebuild(
     })?;
     redis
         .jobs
-        .push(segments_worker::Job::Rebuild {
-            workspace_id: auth.0.workspace_id.0,
-            segment_id: id.0,
-        })
+        .push_within(
+            segments_worker::Job::Rebuild {
+                workspace_id: auth.0.workspace_id.0,
+                segment_id: id.0,
+            },
+            // Answering 503 is for a Redis that is away, not one that is busy.
+            Duration::from_secs(5),
+        )
         .await
         .map_err(|e| ApiError::Unavailable(format!("the rebuild could not be queued: {e}")))?;
     Ok(HttpResponse::Accepted().json(RebuildAccepted {
