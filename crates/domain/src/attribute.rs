@@ -96,6 +96,7 @@ impl AttributeType {
         };
         match (self, raw) {
             (Self::Text, J::String(s)) => {
+                crate::text::storable(s)?;
                 let len = s.chars().count();
                 if len > MAX_TEXT_VALUE_CHARS {
                     return Err(FieldError::new(

@@ -15,6 +15,6 @@ pub mod violation;
 pub use attribute::{AttributeKey, AttributeType, AttributeValue};
 pub use contact::{Channel, Contact, ContactFields, ContactPatch, Email, ExternalId, Phone};
 pub use ids::{ApiKeyId, AttributeId, ContactId, SegmentId, TagId, WorkspaceId};
-pub use text::{Label, TagName};
+pub use text::{Label, TagName, storable};
 pub use time::Timestamp;
 pub use violation::{FieldError, Violation, Violations};

@@ -5,6 +5,20 @@ use std::fmt;
 use crate::limits::{MAX_LABEL_CHARS, MAX_TAG_CHARS};
 use crate::violation::FieldError;
 
+/// Refuses text that a database cannot store alike: PostgreSQL rejects NUL
+/// (U+0000) in `text` where SQLite keeps it, so a value accepted on one
+/// backend would fail on the other. Free text (attribute values, names
+/// looked up, condition values) passes through here.
+pub fn storable(raw: &str) -> Result<(), FieldError> {
+    if raw.contains('\0') {
+        return Err(FieldError::new(
+            "nul_character",
+            "must not contain the NUL character (U+0000)",
+        ));
+    }
+    Ok(())
+}
+
 /// Trims `raw` and checks it is non-empty, at most `max` characters and free of
 /// control characters.
 pub(crate) fn bounded_text(raw: &str, max: usize) -> Result<String, FieldError> {
@@ -35,7 +49,19 @@ pub struct TagName(String);
 
 impl TagName {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        bounded_text(raw, MAX_TAG_CHARS).map(Self)
+        let name = bounded_text(raw, MAX_TAG_CHARS)?;
+        // The folded form is what is stored and indexed, and folding can
+        // lengthen a name ("İ" folds to two characters): it must fit too.
+        let folded = tag_key(&name).chars().count();
+        if folded > MAX_TAG_CHARS {
+            return Err(FieldError::new(
+                "too_long",
+                format!(
+                    "folds to {folded} characters when case is ignored; at most {MAX_TAG_CHARS} are allowed"
+                ),
+            ));
+        }
+        Ok(Self(name))
     }
 
     pub fn as_str(&self) -> &str {

@@ -65,6 +65,13 @@ pub async fn remove(
     state: web::Data<AppState>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    // A key that cannot be declared names no attribute.
+    if segments_domain::AttributeKey::parse(&key).is_err() {
+        return Err(ApiError::NotFound {
+            entity: "attribute",
+            id: key.escape_debug().to_string(),
+        });
+    }
     // Refused by the store, inside the write, while segments read it.
     state
         .store

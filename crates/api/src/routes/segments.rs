@@ -305,6 +305,10 @@ async fn resolve_members(
             FieldError::new("required", "give contact_ids, names, or both").at(""),
         )));
     }
+    for (i, name) in names.iter().enumerate() {
+        segments_domain::storable(name)
+            .map_err(|e| ApiError::Validation(Violations::one(e.at(&format!("/names/{i}")))))?;
+    }
     let found = state
         .store
         .contacts_named(auth.0.workspace_id, &names)

@@ -44,6 +44,9 @@ impl PageParams {
         };
         let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        if segments_domain::storable(&text).is_err() {
+            return Err(invalid());
+        }
         text.strip_prefix(CURSOR_VERSION)
             .map(|p| Some(p.to_owned()))
             .ok_or_else(invalid)

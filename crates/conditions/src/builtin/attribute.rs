@@ -140,6 +140,11 @@ fn required<'a>(v: Option<&'a Value>, pointer: &str) -> Result<&'a Value, Violat
 }
 
 fn text(v: &Value, pointer: &str) -> Result<String, Violations> {
+    if let Value::String(s) = v
+        && let Err(e) = segments_domain::storable(s)
+    {
+        return Err(Violations::one(e.at(pointer)));
+    }
     match v {
         Value::String(s) if s.chars().count() <= MAX_TEXT_VALUE_CHARS => Ok(s.clone()),
         Value::String(_) => Err(fail(
