@@ -307,7 +307,7 @@ async fn resolve_members(
     }
     for (i, name) in names.iter().enumerate() {
         segments_domain::storable(name)
-            .map_err(|e| ApiError::Validation(Violations::one(e.at(&format!("/names/{i}")))))?;
+            .map_err(|e| ApiError::Validation(Violations::one(e.at(format!("/names/{i}")))))?;
     }
     let found = state
         .store
