@@ -411,7 +411,47 @@ async fn nul_characters_are_refused_on_both_backends_alike(backend: Backend) {
     app.stop().await;
 }
 
+/// An unknown key answers 401 before anything about the request is looked
+/// at: its query, its body, its content type.
+async fn an_unknown_key_answers_401_before_any_validation(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let unknown = format!("sk_{}", "0".repeat(43));
+    for _ in 0..10 {
+        for (method, path, body) in [
+            (Method::GET, "/v1/segments/1/explain", None),
+            (Method::GET, "/v1/contacts?limit=abc", None),
+            (Method::GET, "/v1/contacts?cursor=%%%", None),
+            (
+                Method::POST,
+                "/v1/contacts",
+                Some(json!({"opted_in": "yes"})),
+            ),
+            (
+                Method::POST,
+                "/v1/contacts/search",
+                Some(json!({"limit": -1})),
+            ),
+            (Method::PATCH, "/v1/contacts/not-a-number", Some(json!({}))),
+        ] {
+            let reply = app.call_as(&unknown, method.clone(), path, body).await;
+            assert_eq!(reply.status, 401, "{method} {path}: {reply:?}");
+        }
+        let reply = app
+            .client
+            .post(format!("{}/v1/contacts", app.address))
+            .bearer_auth(&unknown)
+            .header("content-type", "text/plain")
+            .body("hello")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 401);
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    an_unknown_key_answers_401_before_any_validation,
     nul_characters_are_refused_on_both_backends_alike,
     every_route_requires_a_valid_key,
     malformed_bodies_are_client_errors,

@@ -90,7 +90,54 @@ async fn each_api_key_has_its_own_rate_limit(backend: Backend) {
     app.stop().await;
 }
 
+/// Made-up tokens share their address's bucket (guessing keys is never
+/// faster than the limit), and a key spelled with a lowercase scheme is the
+/// same key, in the same bucket.
+async fn failed_authentication_and_scheme_spellings_cannot_bypass_the_limit(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        HttpSettings {
+            workers: 2,
+            rate_limit: Some(RateLimit {
+                requests_per_second: 1,
+                burst: 3,
+            }),
+            ..HttpSettings::default()
+        },
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let reply = app
+            .call_as(
+                &format!("sk_made_up_{i:040}"),
+                reqwest::Method::GET,
+                "/v1/contacts",
+                None,
+            )
+            .await;
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(&statuses[..3], &[401, 401, 401], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+
+    // The real key has its own bucket; the scheme's case does not open another.
+    for _ in 0..3 {
+        app.get("/v1/contacts").await.expect(200);
+    }
+    let lowercase = app
+        .client
+        .get(format!("{}/v1/contacts", app.address))
+        .header("authorization", format!("bearer {}", app.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lowercase.status(), 429);
+    app.stop().await;
+}
+
 on_both_backends!(
+    failed_authentication_and_scheme_spellings_cannot_bypass_the_limit,
     http_latency_is_recorded_by_route_template,
     each_api_key_has_its_own_rate_limit
 );

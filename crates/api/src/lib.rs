@@ -262,18 +262,23 @@ pub fn serve(
         })
     });
     let (limited, limiter) = rate_limit::limiter(http.rate_limit)?;
+    let failed_auth = web::Data::new(rate_limit::FailedAuth::new(limited, &limiter));
     let state = web::Data::new(state);
     let routes = configure(state, http);
     let mut server = HttpServer::new(move || {
         let mut app = App::new()
-            // Outermost first: the trace spans the whole request, and the
-            // latency histogram counts rate-limited answers too.
-            .wrap(tracing_actix_web::TracingLogger::default())
-            .wrap(middleware::from_fn(metrics::track))
+            // actix runs the last registered middleware first, so from the
+            // outside in: the trace spans the whole request, the latency
+            // histogram counts every answer (401 and 429 too), the key is
+            // authenticated, then limited by its id.
             .wrap(middleware::Condition::new(
                 limited,
                 rate_limit::middleware(&limiter),
             ))
+            .wrap(middleware::from_fn(extract::auth::authenticate))
+            .wrap(middleware::from_fn(metrics::track))
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .app_data(failed_auth.clone())
             .configure(routes.clone());
         if let Some(exposition) = &exposition {
             app = app

@@ -1,5 +1,9 @@
-//! Per-key rate limiting (actix-governor): each API key gets its own token
-//! bucket; requests without a key share one bucket per client address.
+//! Per-key rate limiting (actix-governor): each authenticated API key gets
+//! its own token bucket (keyed by the key's id, found by the authentication
+//! middleware that runs first — so spelling the scheme `bearer` or sending
+//! made-up tokens never opens a fresh bucket); requests without a key share
+//! one bucket per client address, and so does every failed authentication
+//! (`FailedAuth`): guessing keys is no faster than the rate limit.
 //! Probes and the metrics scrape are never limited.
 //!
 //! Buckets live in this process: with N API processes behind a balancer a
@@ -14,8 +18,7 @@ use actix_governor::governor::clock::{Clock, DefaultClock, QuantaInstant};
 use actix_governor::governor::middleware::NoOpMiddleware;
 use actix_governor::{Governor, GovernorConfig, GovernorConfigBuilder, KeyExtractor};
 use actix_web::dev::ServiceRequest;
-use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
-use sha2::{Digest, Sha256};
+use actix_web::{HttpMessage, HttpResponse, HttpResponseBuilder, ResponseError};
 
 use crate::problem::ApiError;
 
@@ -29,8 +32,8 @@ pub struct RateLimit {
 /// Who a request is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Caller {
-    /// A digest of the bearer token: the map never holds secrets.
-    Key([u8; 16]),
+    /// An authenticated key, by id: the map never holds secrets.
+    Key(i64),
     Address(IpAddr),
     /// Probes and scrapes.
     Exempt,
@@ -51,18 +54,8 @@ impl KeyExtractor for ByApiKey {
         if EXEMPT.contains(&req.path()) {
             return Ok(Caller::Exempt);
         }
-        let bearer = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        if let Some(token) = bearer {
-            let digest = Sha256::digest(token.as_bytes());
-            let mut key = [0u8; 16];
-            key.copy_from_slice(&digest[..16]);
-            return Ok(Caller::Key(key));
+        if let Some(principal) = req.extensions().get::<segments_store::Principal>() {
+            return Ok(Caller::Key(principal.key_id.0));
         }
         // Without a peer address (a Unix socket) everyone shares one bucket.
         Ok(req
@@ -132,4 +125,36 @@ pub fn limiter(limit: Option<RateLimit>) -> std::io::Result<(bool, Limiter)> {
 
 pub fn middleware(config: &Limiter) -> Governor<ByApiKey, NoOpMiddleware> {
     Governor::new(config)
+}
+
+/// Failed authentications, counted against the client's address in the
+/// limiter's own buckets (`None` when limiting is off).
+#[derive(Clone)]
+pub struct FailedAuth(Option<Limiter>);
+
+impl std::fmt::Debug for FailedAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FailedAuth")
+            .field(&self.0.is_some())
+            .finish()
+    }
+}
+
+impl FailedAuth {
+    pub fn new(on: bool, config: &Limiter) -> Self {
+        Self(on.then(|| config.clone()))
+    }
+
+    /// Takes a token from `address`'s bucket for one failed attempt; past
+    /// the burst, answers the seconds to wait (Retry-After).
+    pub fn refuse(&self, address: Option<IpAddr>) -> Option<u64> {
+        let config = self.0.as_ref()?;
+        let caller = address.map_or(Caller::Exempt, Caller::Address);
+        if caller == Caller::Exempt {
+            return None;
+        }
+        let negative = config.limiter().check_key(&caller).err()?;
+        let wait = negative.wait_time_from(DefaultClock::default().now());
+        Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    }
 }
