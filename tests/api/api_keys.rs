@@ -1,3 +1,4 @@
+use reqwest::Method;
 use segments_tests::{Backend, TestApp, on_both_backends};
 use serde_json::json;
 
@@ -109,7 +110,55 @@ async fn a_key_revoked_elsewhere_stops_working_within_the_cache_ttl(backend: Bac
     app.stop().await;
 }
 
+/// Two keys revoking each other at the same moment: one wins, the other is
+/// refused, and the workspace always keeps a working key.
+async fn two_keys_revoking_each_other_leave_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let list = app.get("/v1/api-keys").await.expect(200);
+    let mut survivor = (list["items"][0]["id"].as_i64().unwrap(), app.key.clone());
+    for round in 0..12 {
+        let issued = app
+            .call_as(
+                &survivor.1,
+                Method::POST,
+                "/v1/api-keys",
+                Some(json!({"name": format!("k{round}")})),
+            )
+            .await
+            .expect(201);
+        let other = (
+            issued["id"].as_i64().unwrap(),
+            issued["key"].as_str().unwrap().to_owned(),
+        );
+        let (revoke_other, revoke_survivor) = (
+            format!("/v1/api-keys/{}", other.0),
+            format!("/v1/api-keys/{}", survivor.0),
+        );
+        let (a, b) = tokio::join!(
+            app.call_as(&survivor.1, Method::DELETE, &revoke_other, None),
+            app.call_as(&other.1, Method::DELETE, &revoke_survivor, None),
+        );
+        let wins = [&a, &b].iter().filter(|r| r.status == 200).count();
+        assert_eq!(wins, 1, "round {round}: {a:?} {b:?}");
+        for loser in [&a, &b].into_iter().filter(|r| r.status != 200) {
+            assert!(matches!(loser.status.as_u16(), 401 | 409), "{loser:?}");
+        }
+        if b.status == 200 {
+            survivor = other;
+        }
+        let reply = app
+            .call_as(&survivor.1, Method::GET, "/v1/api-keys", None)
+            .await;
+        assert_eq!(
+            reply.status, 200,
+            "round {round}: the workspace has no working key"
+        );
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    two_keys_revoking_each_other_leave_one,
     a_key_revoked_elsewhere_stops_working_within_the_cache_ttl,
     a_key_cannot_revoke_itself_but_another_can,
     keys_are_created_listed_and_revoked,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use segments_domain::{ApiKeyId, Label, Timestamp, WorkspaceId};
 use sha2::{Digest, Sha256};
@@ -153,7 +153,26 @@ impl Store {
         workspace_id: WorkspaceId,
         key_id: ApiKeyId,
     ) -> Result<ApiKeyRecord, StoreError> {
+        self.retrying(async || self.revoke_api_key_once(workspace_id, key_id).await)
+            .await
+    }
+
+    async fn revoke_api_key_once(
+        &self,
+        workspace_id: WorkspaceId,
+        key_id: ApiKeyId,
+    ) -> Result<ApiKeyRecord, StoreError> {
         let txn = self.begin_write().await?;
+        // The workspace's row lock queues its revocations, so the count of
+        // active keys below is still true when this one is revoked: two keys
+        // revoking each other at once cannot leave the workspace keyless.
+        // (SQLite's single writer queues them already.)
+        if self.backend() == sea_orm::DbBackend::Postgres {
+            workspace::Entity::find_by_id(workspace_id.0)
+                .lock_exclusive()
+                .one(&txn)
+                .await?;
+        }
         let key = api_key::Entity::find_by_id(key_id.0)
             .filter(api_key::Column::WorkspaceId.eq(workspace_id.0))
             .one(&txn)
