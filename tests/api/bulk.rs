@@ -148,14 +148,14 @@ async fn invalid_items_are_reported_and_valid_ones_stored(backend: Backend) {
         ]
     );
     assert_eq!(all_contacts(&app).await.len(), 2);
-    // An unknown field makes the document itself invalid: nothing is stored.
+    // An unknown field is one item's error like any other: the rest is stored.
     let body = json!({"contacts": [{"external_id": "new"}, {"external_id": "bad-field", "colour": "red"}]});
-    let problem = app
-        .post("/v1/contacts/bulk-upsert", body)
-        .await
-        .problem(422);
-    assert_eq!(problem["errors"][0]["pointer"], "/contacts/1/colour");
-    assert_eq!(all_contacts(&app).await.len(), 2);
+    let result = app.post("/v1/contacts/bulk-upsert", body).await.expect(200);
+    assert_eq!(
+        result["errors"][0]["errors"][0]["pointer"],
+        "/contacts/1/colour"
+    );
+    assert_eq!(all_contacts(&app).await.len(), 3);
     app.stop().await;
 }
 
@@ -252,7 +252,55 @@ async fn concurrent_bulk_upserts_in_opposite_orders_both_succeed(backend: Backen
     app.stop().await;
 }
 
+/// Items of the wrong shape — a string where a boolean goes, an unknown
+/// field, an unparsable date, a string for the tag list — are reported one
+/// by one with their pointers; the valid items beside them are stored.
+async fn items_of_the_wrong_shape_are_reported_and_the_rest_stored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let body = json!({"contacts": [
+        {"external_id": "ok-1"},
+        {"external_id": "a", "opted_in": "yes"},
+        {"external_id": "b", "colour": "red"},
+        {"external_id": "c", "first_contacted_at": "yesterday"},
+        {"external_id": "d", "tags": "vip"},
+        "not an object",
+        {"external_id": "ok-2", "tags": ["vip"]}
+    ]});
+    let result = app.post("/v1/contacts/bulk-upsert", body).await.expect(200);
+    assert_eq!(result["created"], 2, "{result}");
+    let errors: Vec<(i64, String)> = result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_i64().unwrap(),
+                e["errors"][0]["pointer"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (1, "/contacts/1/opted_in".into()),
+            (2, "/contacts/2/colour".into()),
+            (3, "/contacts/3/first_contacted_at".into()),
+            (4, "/contacts/4/tags".into()),
+            (5, "/contacts/5".into()),
+        ],
+        "{result}"
+    );
+    let stored: Vec<_> = all_contacts(&app)
+        .await
+        .iter()
+        .map(|c| c["external_id"].clone())
+        .collect();
+    assert_eq!(stored, vec![json!("ok-1"), json!("ok-2")]);
+    app.stop().await;
+}
+
 on_both_backends!(
+    items_of_the_wrong_shape_are_reported_and_the_rest_stored,
     concurrent_bulk_upserts_in_opposite_orders_both_succeed,
     bulk_loads_refresh_the_planners_statistics,
     bulk_upsert_is_idempotent,

@@ -115,26 +115,31 @@ fn read<T: DeserializeOwned + 'static>(
 /// Parses a JSON document, locating shape errors by JSON Pointer.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let inner = err.inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let message = strip_position(&inner.to_string());
-                let mut pointer = to_pointer(err.path());
-                if let Some(field) = missing_field(&message) {
-                    pointer.push('/');
-                    pointer.push_str(&segments_domain::violation::pointer_token(field));
-                }
-                ApiError::Validation(Violations::one(
-                    FieldError::new(classify_data_error(&message), message).at(pointer),
-                ))
-            }
-            _ => ApiError::MalformedJson(inner.to_string()),
-        }
-    })?;
+    let value =
+        serde_path_to_error::deserialize(&mut de).map_err(|err| match err.inner().classify() {
+            serde_json::error::Category::Data => ApiError::Validation(shape_violation(&err)),
+            _ => ApiError::MalformedJson(err.inner().to_string()),
+        })?;
     de.end()
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     Ok(value)
+}
+
+/// Reads a part of a document already parsed (one item of a bulk request),
+/// locating shape errors by JSON Pointer relative to that part.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Violations> {
+    serde_path_to_error::deserialize(value).map_err(|err| shape_violation(&err))
+}
+
+/// A shape error (wrong type, unknown or missing field) at its pointer.
+fn shape_violation(err: &serde_path_to_error::Error<serde_json::Error>) -> Violations {
+    let message = strip_position(&err.inner().to_string());
+    let mut pointer = to_pointer(err.path());
+    if let Some(field) = missing_field(&message) {
+        pointer.push('/');
+        pointer.push_str(&segments_domain::violation::pointer_token(field));
+    }
+    Violations::one(FieldError::new(classify_data_error(&message), message).at(pointer))
 }
 
 fn to_pointer(path: &serde_path_to_error::Path) -> String {

@@ -179,8 +179,11 @@ impl ContactInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkUpsertInput {
-    /// 1 to 10,000 contacts, each with an `external_id`.
-    pub contacts: Vec<ContactInput>,
+    /// 1 to 10,000 contacts, each with an `external_id`. Each item is read
+    /// on its own: one of the wrong shape (a string for `opted_in`, an
+    /// unknown field) is reported with the others, not the whole request.
+    #[schema(value_type = Vec<ContactInput>)]
+    pub contacts: Vec<serde_json::Value>,
 }
 
 /// A bulk request, parsed item by item.
@@ -213,7 +216,9 @@ impl BulkUpsertInput {
             rejected: Vec::new(),
         };
         for (index, item) in self.contacts.into_iter().enumerate() {
-            match item.into_patch() {
+            let parsed = crate::extract::json::from_value::<ContactInput>(item)
+                .and_then(ContactInput::into_patch);
+            match parsed {
                 Ok(p) => batch.items.push((index, p)),
                 Err(v) => batch.rejected.push((index, v)),
             }
