@@ -546,7 +546,111 @@ async fn catalog_rules_hold_under_concurrent_edits(backend: Backend) {
     app.stop().await;
 }
 
+/// A tree within its own limits can still refer to segments that refer to
+/// others: what evaluation costs is the expansion. Saving bounds it — the
+/// conditions once references are inlined, and the length of a reference
+/// chain, also when an edit deep in a chain lengthens its dependents'.
+async fn references_cannot_expand_past_the_limits(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tags: Vec<_> = (0..100)
+        .map(|i| json!({"type": "tag", "params": {"op": "has_any", "tags": [format!("t{i}")]}}))
+        .collect();
+    let l1 = app
+        .post(
+            "/v1/segments",
+            json!({"name": "l1", "kind": "dynamic", "conditions": {"any": tags}}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let refer =
+        |id: i64| json!({"type": "segment", "params": {"op": "member_of", "segment_id": id}});
+    let wide: Vec<_> = (0..100).map(|_| refer(l1)).collect();
+    for (path, body) in [
+        (
+            "/v1/segments",
+            json!({"name": "l2", "kind": "dynamic", "conditions": {"any": wide}}),
+        ),
+        ("/v1/segments/preview", json!({"conditions": {"any": wide}})),
+    ] {
+        let problem = app.post(path, body).await.problem(422);
+        assert_eq!(problem["errors"][0]["code"], "too_large", "{problem}");
+        assert_eq!(problem["errors"][0]["pointer"], "/conditions", "{problem}");
+    }
+    let search = app
+        .post("/v1/contacts/search", json!({"conditions": {"any": wide}}))
+        .await
+        .problem(422);
+    assert_eq!(search["errors"][0]["code"], "too_large", "{search}");
+
+    // A chain of 32 segments is the longest there may be.
+    let tag = json!({"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}});
+    let first = app
+        .post(
+            "/v1/segments",
+            json!({"name": "c1", "kind": "dynamic", "conditions": tag}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let mut last = first;
+    for i in 2..=32 {
+        last = app
+            .post(
+                "/v1/segments",
+                json!({"name": format!("c{i}"), "kind": "dynamic", "conditions": refer(last)}),
+            )
+            .await
+            .expect(201)["id"]
+            .as_i64()
+            .unwrap();
+    }
+    let problem = app
+        .post(
+            "/v1/segments",
+            json!({"name": "c33", "kind": "dynamic", "conditions": refer(last)}),
+        )
+        .await
+        .problem(422);
+    assert_eq!(problem["errors"][0]["code"], "too_deep", "{problem}");
+    // Lengthening the chain from its far end is refused too: the segment at
+    // its top would be 33 deep.
+    let extra = app
+        .post(
+            "/v1/segments",
+            json!({"name": "x", "kind": "dynamic", "conditions": tag}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let problem = app
+        .patch(
+            &format!("/v1/segments/{first}"),
+            json!({"conditions": refer(extra)}),
+        )
+        .await
+        .problem(422);
+    assert_eq!(problem["errors"][0]["code"], "too_deep", "{problem}");
+    assert!(
+        problem["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("segment {last}")),
+        "{problem}"
+    );
+    // The top of the chain is still searched and counted.
+    app.post("/v1/contacts/search", json!({"segment_id": last}))
+        .await
+        .expect(200);
+    app.get(&format!("/v1/segments/{last}")).await.expect(200);
+    app.stop().await;
+}
+
 on_both_backends!(
+    references_cannot_expand_past_the_limits,
     catalog_rules_hold_under_concurrent_edits,
     condition_types_are_listed_with_their_schemas,
     dynamic_membership_follows_the_data_immediately,

@@ -88,6 +88,7 @@ async fn evaluate(
                 Limits {
                     max_depth: 8,
                     max_leaves: 200,
+                    ..Limits::default()
                 },
                 None,
             )

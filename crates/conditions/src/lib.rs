@@ -25,7 +25,7 @@ pub use plugin::{
     SegmentEvaluator, SegmentSql, SqlContext, SqlError,
 };
 pub use registry::{Registry, RegistryBuilder, TypeInfo};
-pub use segment_set::{SegmentDefinition, SegmentKind, SegmentSet};
+pub use segment_set::{Expansion, MAX_REFERENCE_DEPTH, SegmentDefinition, SegmentKind, SegmentSet};
 pub use tree::{Explanation, Limits, Tree};
 
 use std::collections::BTreeSet;

@@ -9,9 +9,21 @@ use crate::plugin::{DataRef, EvalContext, SegmentEvaluator, SegmentSql, SqlConte
 use crate::sql::{Contacts, SegmentMembers};
 use crate::{ContactSnapshot, Tree};
 
-/// How deep segment references may nest at evaluation time. Saving refuses
-/// cycles, so this only guards against a database edited by hand.
-const MAX_REFERENCE_DEPTH: usize = 32;
+/// How deep segment references may nest: the longest chain of segments one
+/// tree reaches, itself included. Saving refuses longer chains (and
+/// cycles), so evaluation never meets one unless the database was edited by
+/// hand.
+pub const MAX_REFERENCE_DEPTH: usize = 32;
+
+/// The size of a tree once its references are inlined — what evaluating it
+/// costs, whatever its own size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Expansion {
+    /// Segments in the longest reference chain below (0: no references).
+    pub chain: usize,
+    /// Conditions, each reference counted as the conditions it stands for.
+    pub leaves: usize,
+}
 
 #[derive(Debug, Clone)]
 pub enum SegmentKind {
@@ -251,6 +263,81 @@ impl SegmentSet {
             id,
             |kind| matches!(kind, SegmentKind::Dynamic(tree) if tree.time_dependent()),
         )
+    }
+}
+
+impl SegmentSet {
+    /// `tree`'s size with every reference inlined (each occurrence counts).
+    pub fn expansion(&self, tree: &Tree) -> Expansion {
+        self.tree_expansion(tree, &mut HashMap::new(), 0)
+    }
+
+    /// A saved segment's size inlined: its chain counts itself.
+    pub fn segment_expansion(&self, id: SegmentId) -> Expansion {
+        self.expansion_of(id, &mut HashMap::new(), 0)
+    }
+
+    fn tree_expansion(
+        &self,
+        tree: &Tree,
+        memo: &mut HashMap<SegmentId, Expansion>,
+        depth: usize,
+    ) -> Expansion {
+        let mut out = Expansion::default();
+        tree.for_each_leaf(&mut |leaf| {
+            let targets: Vec<SegmentId> = leaf
+                .condition
+                .reads()
+                .into_iter()
+                .filter_map(|r| match r {
+                    DataRef::Segment(id) => Some(id),
+                    _ => None,
+                })
+                .collect();
+            if targets.is_empty() {
+                out.leaves = out.leaves.saturating_add(1);
+            }
+            for target in targets {
+                let inner = self.expansion_of(target, memo, depth + 1);
+                out.leaves = out.leaves.saturating_add(inner.leaves);
+                out.chain = out.chain.max(inner.chain);
+            }
+        });
+        out
+    }
+
+    fn expansion_of(
+        &self,
+        id: SegmentId,
+        memo: &mut HashMap<SegmentId, Expansion>,
+        depth: usize,
+    ) -> Expansion {
+        if let Some(known) = memo.get(&id) {
+            return *known;
+        }
+        // A cycle (a database edited by hand) is as deep as it gets.
+        if depth > MAX_REFERENCE_DEPTH {
+            return Expansion {
+                chain: usize::MAX / 2,
+                leaves: usize::MAX / 2,
+            };
+        }
+        let e = match self.segments.get(&id).map(|d| &d.kind) {
+            Some(SegmentKind::Dynamic(tree)) => {
+                let inner = self.tree_expansion(tree, memo, depth);
+                Expansion {
+                    chain: inner.chain.saturating_add(1),
+                    leaves: inner.leaves,
+                }
+            }
+            // A static segment is one membership lookup.
+            _ => Expansion {
+                chain: 1,
+                leaves: 1,
+            },
+        };
+        memo.insert(id, e);
+        e
     }
 }
 

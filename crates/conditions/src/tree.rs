@@ -24,6 +24,10 @@ pub struct Limits {
     /// Levels, counting the leaves: `{"type": …}` alone has depth 1.
     pub max_depth: usize,
     pub max_leaves: usize,
+    /// Conditions once every segment reference is inlined: a tree within
+    /// the other limits can still refer to segments that refer to others,
+    /// and evaluation costs what the whole expansion costs.
+    pub max_expanded_leaves: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +35,7 @@ impl Default for Limits {
         Self {
             max_depth: 5,
             max_leaves: 100,
+            max_expanded_leaves: 1_000,
         }
     }
 }
@@ -320,6 +325,11 @@ impl Tree {
         let mut any = false;
         self.walk(&mut |leaf| any |= leaf.condition.time_dependent());
         any
+    }
+
+    /// Calls `f` on every leaf, in order.
+    pub fn for_each_leaf(&self, f: &mut impl FnMut(&Leaf)) {
+        self.walk(f);
     }
 
     fn walk(&self, f: &mut impl FnMut(&Leaf)) {

@@ -25,6 +25,8 @@ pub struct EngineSection {
     pub max_depth: usize,
     /// Most conditions in one tree.
     pub max_leaves: usize,
+    /// Conditions of a tree once its segment references are inlined.
+    pub max_expanded_leaves: usize,
     /// How long `POST /v1/segments/preview` may run.
     pub preview_timeout_ms: u64,
 }
@@ -153,6 +155,7 @@ impl Default for Settings {
             engine: EngineSection {
                 max_depth: 5,
                 max_leaves: 100,
+                max_expanded_leaves: 1_000,
                 preview_timeout_ms: 10_000,
             },
             worker: WorkerSection {
@@ -206,6 +209,7 @@ impl Settings {
             limits: segments_conditions::Limits {
                 max_depth: self.engine.max_depth,
                 max_leaves: self.engine.max_leaves,
+                max_expanded_leaves: self.engine.max_expanded_leaves,
             },
             preview_timeout: Duration::from_millis(self.engine.preview_timeout_ms),
         }

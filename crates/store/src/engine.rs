@@ -105,7 +105,82 @@ impl Catalog {
                 }
             }
         }
+        // After the cycle check: a cycle would look infinitely deep.
+        self.check_expansion(&tree, limits, current)?;
         Ok(tree)
+    }
+
+    /// Refuses a tree whose references, inlined, nest deeper than
+    /// `MAX_REFERENCE_DEPTH` segments or expand past `max_expanded_leaves`
+    /// conditions — for the tree itself and, when it replaces segment
+    /// `current`'s, for every segment that refers to `current`, which grows
+    /// with it. One limit at save time, so evaluation never meets a deeper
+    /// chain than it can follow.
+    fn check_expansion(
+        &self,
+        tree: &Tree,
+        limits: Limits,
+        current: Option<SegmentId>,
+    ) -> Result<(), Violations> {
+        let own = self.segments.expansion(tree);
+        let too_big = |chain: usize, leaves: usize, whose: &str| -> Option<Violations> {
+            if chain.saturating_add(1) > segments_conditions::MAX_REFERENCE_DEPTH {
+                return Some(Violations::one(
+                    FieldError::new(
+                        "too_deep",
+                        format!(
+                            "{whose} segment references would nest {} segments deep; at most {} are allowed",
+                            chain.saturating_add(1),
+                            segments_conditions::MAX_REFERENCE_DEPTH
+                        ),
+                    )
+                    .at(""),
+                ));
+            }
+            (leaves > limits.max_expanded_leaves).then(|| {
+                Violations::one(
+                    FieldError::new(
+                        "too_large",
+                        format!(
+                            "{whose} segment references would expand to {leaves} conditions; at most {} are allowed",
+                            limits.max_expanded_leaves
+                        ),
+                    )
+                    .at(""),
+                )
+            })
+        };
+        if let Some(v) = too_big(own.chain, own.leaves, "its") {
+            return Err(v);
+        }
+        let Some(current) = current else {
+            return Ok(());
+        };
+        let dependents = self.segments.dependents(current);
+        if dependents.is_empty() {
+            return Ok(());
+        }
+        // The catalog as it would be with the new tree.
+        let replaced = SegmentSet::new(self.segments.iter().map(|d| SegmentDefinition {
+            id: d.id,
+            name: d.name.clone(),
+            kind: if d.id == current {
+                SegmentKind::Dynamic(tree.clone())
+            } else {
+                d.kind.clone()
+            },
+        }));
+        for dependent in dependents {
+            let e = replaced.segment_expansion(dependent);
+            if let Some(v) = too_big(
+                e.chain.saturating_sub(1),
+                e.leaves,
+                &format!("segment {dependent} refers to this one, and its"),
+            ) {
+                return Err(v);
+            }
+        }
+        Ok(())
     }
 
     /// The segments whose trees refer to `segment` (directly), as
@@ -237,6 +312,7 @@ impl Store {
                     let lenient = Limits {
                         max_depth: usize::MAX,
                         max_leaves: usize::MAX,
+                        max_expanded_leaves: usize::MAX,
                     };
                     match Tree::parse(json, registry, &ctx, lenient) {
                         Ok(tree) => SegmentKind::Dynamic(tree),
