@@ -476,6 +476,19 @@ impl Store {
         // (their ids follow it); two requests creating the same new contacts
         // in opposite orders can still deadlock, and are retried.
         let txn = self.begin_bulk_write().await?;
+        // Bulk upserts of one workspace take turns (PostgreSQL; SQLite's
+        // single writer serializes them anyway). Two of them creating the
+        // same new contacts in opposite orders wait on each other's
+        // uncommitted rows: that deadlock, retried, recurred whenever the
+        // loser restarted before the winner committed (seen under load).
+        if self.backend() == DbBackend::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [bulk_lock_key(workspace_id).into()],
+            ))
+            .await?;
+        }
         let external_ids: Vec<&str> = valid.iter().map(|v| v.1).collect();
         let existing = lock_contacts_by_external_id(&txn, workspace_id, &external_ids).await?;
         let mut chunk_start = 0;
@@ -579,6 +592,14 @@ impl Store {
         outcome.rejected.sort_by_key(|r| r.0);
         Ok(outcome)
     }
+}
+
+/// The advisory lock bulk upserts of one workspace take turns on: the
+/// workspace id in the low bits, a tag of this use in the high ones (no
+/// other advisory lock of ours shares the space).
+fn bulk_lock_key(workspace_id: WorkspaceId) -> i64 {
+    const BULK_UPSERT: i64 = 0x5e6 << 48;
+    BULK_UPSERT ^ (workspace_id.0 & 0x0000_ffff_ffff_ffff)
 }
 
 /// One stored row with its tags and attributes.

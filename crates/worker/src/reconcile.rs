@@ -225,20 +225,28 @@ impl Materializer {
             }
             count += changes.len() as u64;
         }
+        self.record_swept(&now).await?;
+        self.store
+            .prune_changes(&now, self.settings.change_retention)
+            .await?;
+        Ok(count)
+    }
+
+    /// Records that the change log has been swept through `snapshot`
+    /// (never moving the marker back: see `MARK_SWEPT`).
+    pub(crate) async fn record_swept(&self, snapshot: &ChangeSnapshot) -> Result<(), WorkerError> {
+        let mut conn = self.redis.clone();
         let _: Vec<i64> = self
             .mark_swept
             .run_many(
                 &mut conn,
                 &[(
                     vec![self.keys.swept()],
-                    vec![now.to_text(), now.xmax.to_string()],
+                    vec![snapshot.to_text(), snapshot.xmax.to_string()],
                 )],
             )
             .await?;
-        self.store
-            .prune_changes(&now, self.settings.change_retention)
-            .await?;
-        Ok(count)
+        Ok(())
     }
 
     /// Runs `reconcile` unless another process holds the reconciler's

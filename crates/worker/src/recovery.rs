@@ -74,17 +74,8 @@ impl Materializer {
                 segments += 1;
             }
         }
+        self.record_swept(&from).await?;
         let mut conn = self.redis.clone();
-        let _: Vec<i64> = self
-            .mark_swept
-            .run_many(
-                &mut conn,
-                &[(
-                    vec![self.keys.swept()],
-                    vec![from.to_text(), from.xmax.to_string()],
-                )],
-            )
-            .await?;
         let _: () = conn
             .set(self.keys.epoch(), crate::materializer::token())
             .await?;
