@@ -17,6 +17,21 @@ fn batch(n: usize) -> Value {
     json!({ "contacts": contacts })
 }
 
+/// Each rejected item's index and its first error's pointer.
+fn first_errors(result: &Value) -> Vec<(i64, String)> {
+    result["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_i64().unwrap(),
+                e["errors"][0]["pointer"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 async fn all_contacts(app: &TestApp) -> Vec<Value> {
     let mut out = Vec::new();
     let mut path = "/v1/contacts?limit=1000".to_owned();
@@ -127,17 +142,7 @@ async fn invalid_items_are_reported_and_valid_ones_stored(backend: Backend) {
         .map(|i| i["index"].clone())
         .collect();
     assert_eq!(stored, vec![json!(0), json!(5)]);
-    let errors: Vec<(i64, String)> = result["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["index"].as_i64().unwrap(),
-                e["errors"][0]["pointer"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let errors = first_errors(&result);
     assert_eq!(
         errors,
         vec![
@@ -268,17 +273,7 @@ async fn items_of_the_wrong_shape_are_reported_and_the_rest_stored(backend: Back
     ]});
     let result = app.post("/v1/contacts/bulk-upsert", body).await.expect(200);
     assert_eq!(result["created"], 2, "{result}");
-    let errors: Vec<(i64, String)> = result["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["index"].as_i64().unwrap(),
-                e["errors"][0]["pointer"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let errors = first_errors(&result);
     assert_eq!(
         errors,
         vec![
