@@ -304,12 +304,7 @@ async fn nul_characters_are_refused_on_both_backends_alike(backend: Backend) {
     let contact = app.contact(json!({"name": "Sam"})).await["id"]
         .as_i64()
         .unwrap();
-    let statik = app
-        .post("/v1/segments", json!({"name": "hand", "kind": "static"}))
-        .await
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
+    let statik = app.segment(json!({"name": "hand", "kind": "static"})).await;
     let nul = "a\u{0}b";
     let leaf = json!({"type": "attribute", "params": {"key": "plan", "op": "eq", "value": nul}});
     for (method, path, body, status, pointer) in [

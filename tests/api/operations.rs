@@ -44,8 +44,9 @@ async fn http_latency_is_recorded_by_route_template(backend: Backend) {
     app.stop().await;
 }
 
-async fn each_api_key_has_its_own_rate_limit(backend: Backend) {
-    let app = TestApp::spawn_with(
+/// The app with a limit of 1 request/s and bursts of 3 per bucket.
+async fn rate_limited(backend: Backend) -> TestApp {
+    TestApp::spawn_with(
         backend,
         HttpSettings {
             workers: 2,
@@ -56,7 +57,11 @@ async fn each_api_key_has_its_own_rate_limit(backend: Backend) {
             ..HttpSettings::default()
         },
     )
-    .await;
+    .await
+}
+
+async fn each_api_key_has_its_own_rate_limit(backend: Backend) {
+    let app = rate_limited(backend).await;
     for _ in 0..3 {
         app.get("/v1/contacts").await.expect(200);
     }
@@ -94,18 +99,7 @@ async fn each_api_key_has_its_own_rate_limit(backend: Backend) {
 /// faster than the limit), and a key spelled with a lowercase scheme is the
 /// same key, in the same bucket.
 async fn failed_authentication_and_scheme_spellings_cannot_bypass_the_limit(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        HttpSettings {
-            workers: 2,
-            rate_limit: Some(RateLimit {
-                requests_per_second: 1,
-                burst: 3,
-            }),
-            ..HttpSettings::default()
-        },
-    )
-    .await;
+    let app = rate_limited(backend).await;
     let mut statuses = Vec::new();
     for i in 0..40 {
         let reply = app

@@ -164,45 +164,26 @@ async fn sets_converge_under_concurrent_writes_rebuilds_and_edits(backend: Backe
         .unwrap()["id"]
         .as_i64()
         .unwrap();
-    let statik = app
-        .post("/v1/segments", json!({"name": "hand", "kind": "static"}))
-        .await
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
+    let statik = app.segment(json!({"name": "hand", "kind": "static"})).await;
     app.post("/v1/segments", json!({"name": "promo", "kind": "dynamic", "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["promo"]}}}))
         .await
         .expect(201);
-    let tagged = app
-        .post("/v1/segments", json!({"name": "vip", "kind": "dynamic", "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}}))
-        .await
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
+    let tagged = app.segment(json!({"name": "vip", "kind": "dynamic", "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}})).await;
     let scored = app
-        .post(
-            "/v1/segments",
+        .segment(
             json!({"name": "high", "kind": "dynamic", "conditions": {"all": [
                 {"type": "attribute", "params": {"key": "score", "op": "ge", "value": 50}},
                 {"type": "opt_in", "params": {"opted_in": true}}
             ]}}),
         )
-        .await
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
-    let nested = app
-        .post("/v1/segments", json!({"name": "nested", "kind": "dynamic", "conditions": {"any": [
+        .await;
+    let nested = app.segment(json!({"name": "nested", "kind": "dynamic", "conditions": {"any": [
             {"type": "segment", "params": {"op": "member_of", "segment_id": statik}},
             {"all": [
                 {"type": "segment", "params": {"op": "member_of", "segment_id": tagged}},
                 {"not": {"type": "segment", "params": {"op": "member_of", "segment_id": scored}}}
             ]}
-        ]}}))
-        .await
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
+        ]}})).await;
 
     let writers: Vec<_> = (0..4u64)
         .map(|w| {

@@ -13,12 +13,7 @@ use crate::converged;
 async fn no_change_is_lost_while_redis_is_down(backend: Backend) {
     let mut redis = RedisServer::start();
     let app = TestApp::spawn_materialized(backend, &redis.url(), 1).await;
-    let vip = app
-        .post("/v1/segments", json!({"name": "vip", "kind": "dynamic", "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}}))
-        .await
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
+    let vip = app.segment(json!({"name": "vip", "kind": "dynamic", "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}})).await;
     let first = app.contact(json!({"tags": ["vip"]})).await["id"]
         .as_i64()
         .unwrap();
@@ -74,12 +69,7 @@ async fn redis_restarted_empty_is_rebuilt_at_once(backend: Backend) {
     )
     .await
     .expect(201);
-    let statik = app
-        .post("/v1/segments", json!({"name": "hand", "kind": "static"}))
-        .await
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
+    let statik = app.segment(json!({"name": "hand", "kind": "static"})).await;
     let mut ids = Vec::new();
     for i in 0..20 {
         let tags = if i % 2 == 0 {

@@ -292,6 +292,13 @@ impl TestApp {
         self.post("/v1/contacts", body).await.expect(201)
     }
 
+    /// Creates a segment and returns its id.
+    pub async fn segment(&self, body: Value) -> i64 {
+        self.post("/v1/segments", body).await.expect(201)["id"]
+            .as_i64()
+            .expect("a segment id")
+    }
+
     /// Declares an attribute.
     pub async fn attribute(&self, key: &str, ty: &str) -> Value {
         self.post(
