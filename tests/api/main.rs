@@ -13,3 +13,4 @@ mod pagination;
 mod plugins;
 mod segments;
 mod tags;
+mod transactions;

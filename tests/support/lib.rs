@@ -33,7 +33,7 @@ pub struct TestApp {
     /// The materializer and its workers, when started with one.
     pub materialized: Option<Materialized>,
     server: actix_web::dev::ServerHandle,
-    _database: TestDatabase,
+    database: TestDatabase,
 }
 
 /// A response, read eagerly.
@@ -185,8 +185,13 @@ impl TestApp {
             backend,
             materialized,
             server: handle,
-            _database: database,
+            database,
         }
+    }
+
+    /// The URL of this app's database, for tests that reach past the API.
+    pub fn database_url(&self) -> &str {
+        self.database.url()
     }
 
     /// The workspace of this app's key.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    AccessMode, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    IsolationLevel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use segments_conditions::{
     Backend, ContactSnapshot, Limits, ParseContext, Registry, SegmentDefinition, SegmentKind,
@@ -353,7 +353,7 @@ impl Store {
         &self,
         timeout: Option<Duration>,
     ) -> Result<DatabaseTransaction, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::transactions::begin(&self.db, crate::transactions::Purpose::Plain).await?;
         crate::plan_per_call(&txn, timeout).await?;
         Ok(txn)
     }
@@ -437,16 +437,8 @@ impl Store {
         let batch = batch.max(1);
         // One snapshot for the snapshot read and the ids: REPEATABLE READ on
         // PostgreSQL; on SQLite every read transaction is one snapshot.
-        let txn = if self.backend() == DbBackend::Postgres {
-            self.db
-                .begin_with_config(
-                    Some(IsolationLevel::RepeatableRead),
-                    Some(AccessMode::ReadOnly),
-                )
-                .await?
-        } else {
-            self.db.begin().await?
-        };
+        let txn =
+            crate::transactions::begin(&self.db, crate::transactions::Purpose::Snapshot).await?;
         crate::plan_per_call(&txn, None).await?;
         let snapshot = crate::changes::current_snapshot(&txn).await?;
         let mut sent = 0u64;
@@ -522,7 +514,7 @@ impl Store {
 
 fn timeout_error(err: sea_orm::DbErr) -> StoreError {
     // 57014: query_canceled, raised when statement_timeout fires.
-    if err.to_string().contains("statement timeout") {
+    if crate::error::sqlstate(&err).as_deref() == Some("57014") {
         StoreError::Timeout
     } else {
         err.into()

@@ -17,6 +17,7 @@ mod locks;
 mod retry;
 mod segments;
 mod tags;
+mod transactions;
 mod workspaces;
 
 pub use attributes::AttributeDefinition;
@@ -29,10 +30,7 @@ pub use segments::{MembershipChange, SegmentPage, SegmentRecord, SegmentRule};
 pub use tags::{BulkTagOutcome, TagPage, TagSummary};
 pub use workspaces::{ApiKeyRecord, IssuedKey, Principal, WorkspaceRecord};
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend};
 
 /// The tables whose size bulk loads change (see `Store::refresh_statistics`).
 const STATISTICS_TABLES: [&str; 5] = [
@@ -129,21 +127,9 @@ impl Store {
         &self.db
     }
 
-    /// Begins a transaction that will write. On SQLite it takes the write lock
-    /// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads first
-    /// and writes later fails with SQLITE_BUSY, bypassing the busy timeout,
-    /// whenever another writer got in between.
+    /// Begins a transaction that will write (see `transactions::Purpose`).
     async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        };
-        let options = if self.backend() == DbBackend::Sqlite {
-            options
-        } else {
-            TransactionOptions::default()
-        };
-        Ok(self.db.begin_with_options(options).await?)
+        transactions::begin(&self.db, transactions::Purpose::Write).await
     }
 
     /// Begins a write over many rows at once (bulk upserts, bulk tagging,

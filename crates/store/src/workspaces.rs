@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use segments_domain::{ApiKeyId, Label, Timestamp, WorkspaceId};
 use sha2::{Digest, Sha256};
@@ -98,7 +98,7 @@ impl Store {
         &self,
         name: &Label,
     ) -> Result<(WorkspaceRecord, IssuedKey), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let ws = workspace::ActiveModel {
             name: Set(name.as_str().to_owned()),
             created_at: Set(Timestamp::now().get()),
