@@ -6,6 +6,7 @@ mod attributes;
 mod bad_input;
 mod bulk;
 mod contacts;
+mod fairness;
 mod health;
 mod isolation;
 mod operations;

@@ -403,6 +403,35 @@ async fn refused_statements_inside_every_write_leave_nothing(backend: Backend) {
     app.stop().await;
 }
 
+/// A workspace deleted from the database (its keys with it) while the API
+/// still trusts a key it authenticated moments ago: every write answers
+/// 401, as the next authentication would — not 500.
+async fn writes_of_a_deleted_workspace_answer_401(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.attribute("plan", "text").await;
+    let writes = every_write(&app, 0).await;
+    let workspace = app.workspace_id().await;
+    // The key is trusted from here on (`auth_cache`).
+    app.get("/v1/contacts").await.expect(200);
+    database(&app)
+        .await
+        .execute_unprepared(&format!(
+            "DELETE FROM workspaces WHERE id = {}",
+            workspace.0
+        ))
+        .await
+        .unwrap();
+    let mut wrong = Vec::new();
+    for (method, path, body) in writes {
+        let reply = app.call(method.clone(), &path, body).await;
+        if reply.status != 401 {
+            wrong.push(format!("{method} {path}: {} {}", reply.status, reply.body));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    app.stop().await;
+}
+
 /// Adds, to every table of the schema, triggers that refuse any row written
 /// while `test_failure_switch` names the table. Returns the tables.
 async fn install_failure_switches(db: &DatabaseConnection) -> Vec<String> {
@@ -474,4 +503,5 @@ async fn switch(db: &DatabaseConnection, table: Option<&str>) {
 on_both_backends!(
     abandoned_store_calls_leave_no_transaction_open,
     refused_statements_inside_every_write_leave_nothing,
+    writes_of_a_deleted_workspace_answer_401,
 );

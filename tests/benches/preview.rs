@@ -64,7 +64,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let store = Store::connect(&DatabaseSettings { url, max_connections: 8, acquire_timeout: Duration::from_secs(30) }, std::sync::Arc::new(Registry::builtin()))
+        let store = Store::connect(&DatabaseSettings { url, max_connections: 8, acquire_timeout: Duration::from_secs(30), analytics: Default::default() }, std::sync::Arc::new(Registry::builtin()))
             .await
             .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -35,6 +35,7 @@ async fn store() -> Store {
             url: url(),
             max_connections: 4,
             acquire_timeout: Duration::from_secs(30),
+            analytics: Default::default(),
         },
         Arc::new(Registry::builtin()),
     )

@@ -93,6 +93,7 @@ impl TestDatabase {
             url: self.url.clone(),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
+            analytics: segments_store::AnalyticsSettings::default(),
         }
     }
 

@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use segments_api::{AppState, HttpSettings};
 use segments_conditions::Registry;
 use segments_domain::Label;
-use segments_store::Store;
+use segments_store::{AnalyticsSettings, DatabaseSettings, Store};
 use serde_json::Value;
 
 pub use database::{Backend, TestDatabase};
@@ -108,7 +108,22 @@ impl TestApp {
 
     /// Starts the app with a registry of the caller's choosing (to test plugins).
     pub async fn spawn_full(backend: Backend, http: HttpSettings, registry: Registry) -> Self {
-        Self::start(backend, http, registry, None).await
+        Self::start(backend, http, registry, None, AnalyticsSettings::default()).await
+    }
+
+    /// Starts the app with membership queries bounded as given.
+    pub async fn spawn_with_analytics(backend: Backend, analytics: AnalyticsSettings) -> Self {
+        Self::start(
+            backend,
+            HttpSettings {
+                workers: 2,
+                ..HttpSettings::default()
+            },
+            Registry::builtin(),
+            None,
+            analytics,
+        )
+        .await
     }
 
     /// Starts the app with a materializer on `redis_url` (a unique key
@@ -122,6 +137,7 @@ impl TestApp {
             },
             Registry::builtin(),
             Some((redis_url, workers)),
+            AnalyticsSettings::default(),
         )
         .await
     }
@@ -131,6 +147,7 @@ impl TestApp {
         http: HttpSettings,
         registry: Registry,
         redis: Option<(&str, usize)>,
+        analytics: AnalyticsSettings,
     ) -> Self {
         // `SEGMENTS_TEST_LOG=<filter>` shows the app's logs (e.g. the cause
         // behind a 500) beside the failing test's output.
@@ -141,7 +158,11 @@ impl TestApp {
                 .try_init();
         }
         let database = TestDatabase::create(backend).await;
-        let store = Store::connect(&database.settings(), std::sync::Arc::new(registry))
+        let settings = DatabaseSettings {
+            analytics,
+            ..database.settings()
+        };
+        let store = Store::connect(&settings, std::sync::Arc::new(registry))
             .await
             .expect("connect");
         store.migrate().await.expect("migrate");

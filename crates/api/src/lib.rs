@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
+mod request_span;
 pub mod routes;
 pub mod wire;
 
@@ -124,21 +125,11 @@ impl AppState {
     }
 }
 
-/// Bounds on condition evaluation.
-#[derive(Debug, Clone, Copy)]
+/// Bounds on condition trees. (Bounds on their evaluation — time,
+/// connections — are the store's: `segments_store::AnalyticsSettings`.)
+#[derive(Debug, Clone, Copy, Default)]
 pub struct EngineSettings {
     pub limits: Limits,
-    /// How long a preview may run before it answers 504.
-    pub preview_timeout: Duration,
-}
-
-impl Default for EngineSettings {
-    fn default() -> Self {
-        Self {
-            limits: Limits::default(),
-            preview_timeout: Duration::from_secs(10),
-        }
-    }
 }
 
 /// HTTP limits.
@@ -277,7 +268,7 @@ pub fn serve(
             ))
             .wrap(middleware::from_fn(extract::auth::authenticate))
             .wrap(middleware::from_fn(metrics::track))
-            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(tracing_actix_web::TracingLogger::<request_span::RedactedSpan>::new())
             .app_data(failed_auth.clone())
             .configure(routes.clone());
         if let Some(exposition) = &exposition {

@@ -8,7 +8,7 @@
 
 use segments_conditions::SegmentSql;
 use segments_domain::{ContactId, SegmentId, Timestamp};
-use segments_store::{Catalog, ContactPage};
+use segments_store::{Catalog, ContactPage, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -25,6 +25,10 @@ pub enum MembershipSource {
     Building,
     /// Evaluated in SQL: no materializer is configured, or Redis is down.
     Sql,
+    /// To be evaluated in SQL, but counting did not finish within the
+    /// membership query timeout (or found every connection for such
+    /// queries busy): the count is absent. Members can still be paged.
+    Uncounted,
 }
 
 /// A segment's size and where it came from.
@@ -41,20 +45,42 @@ pub struct Membership {
     pub repairs: Option<u64>,
 }
 
+/// The count in SQL; one that cannot be had in time is absent, so that a
+/// costly segment still reads (and its write still answers) without it.
 async fn sql_count(
     state: &AppState,
     catalog: &Catalog,
     segment: SegmentId,
-) -> Result<u64, ApiError> {
+) -> Result<Membership, ApiError> {
     let ctx = catalog.sql_context(state.store.sql_backend(), Timestamp::now());
     let condition = catalog
         .segments
         .membership_sql(segment, &ctx)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(state
+    match state
         .store
         .count_where(catalog.workspace_id, condition, None)
-        .await?)
+        .await
+    {
+        Ok(count) => Ok(Membership {
+            count: Some(count),
+            source: MembershipSource::Sql,
+            ..uncounted()
+        }),
+        Err(StoreError::Timeout(_) | StoreError::Busy { .. }) => Ok(uncounted()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A membership that was not counted (see `MembershipSource::Uncounted`).
+pub fn uncounted() -> Membership {
+    Membership {
+        count: None,
+        source: MembershipSource::Uncounted,
+        version: None,
+        built_at: None,
+        repairs: None,
+    }
 }
 
 pub async fn count(
@@ -62,15 +88,8 @@ pub async fn count(
     catalog: &Catalog,
     segment: SegmentId,
 ) -> Result<Membership, ApiError> {
-    let sql = |count| Membership {
-        count: Some(count),
-        source: MembershipSource::Sql,
-        version: None,
-        built_at: None,
-        repairs: None,
-    };
     let Some(redis) = &state.redis else {
-        return Ok(sql(sql_count(state, catalog, segment).await?));
+        return sql_count(state, catalog, segment).await;
     };
     match redis
         .materializer
@@ -93,7 +112,7 @@ pub async fn count(
         }),
         Err(e) => {
             tracing::warn!(error = %e, "redis unavailable; counting in SQL");
-            Ok(sql(sql_count(state, catalog, segment).await?))
+            sql_count(state, catalog, segment).await
         }
     }
 }

@@ -91,6 +91,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("too many requests for this API key; retry in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
+    #[error(
+        "this workspace already runs as many membership queries as it may at once; retry in 1 s"
+    )]
+    TooManyQueries,
     #[error("{0}")]
     Unavailable(String),
     #[error("the evaluation did not finish within {} ms; narrow the conditions or try again", .0.as_millis())]
@@ -113,6 +117,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
             Self::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
+            Self::TooManyQueries => ("too-many-queries", "Too many membership queries"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
             Self::Timeout(_) => ("timeout", "Timed out"),
             Self::Internal(_) => ("internal", "Internal error"),
@@ -173,7 +178,7 @@ impl ResponseError for ApiError {
             Self::InvalidParameter { .. } | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } | Self::TooManyQueries => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -195,6 +200,9 @@ impl ResponseError for ApiError {
         if let Self::TooManyRequests { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
+        if matches!(self, Self::TooManyQueries) {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
         response.json(self.problem())
     }
 }
@@ -214,7 +222,10 @@ impl From<StoreError> for ApiError {
                 candidates: Vec::new(),
             },
             StoreError::Invalid(v) => Self::Validation(v),
-            StoreError::Timeout => Self::Timeout(std::time::Duration::ZERO),
+            StoreError::Timeout(after) => Self::Timeout(after),
+            StoreError::WorkspaceGone => Self::Unauthorized,
+            StoreError::Busy { whole: false } => Self::TooManyQueries,
+            busy @ StoreError::Busy { whole: true } => Self::Unavailable(busy.to_string()),
             other if other.is_unavailable() => {
                 Self::Unavailable(format!("the database is unavailable: {other}"))
             }

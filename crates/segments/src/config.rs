@@ -27,8 +27,6 @@ pub struct EngineSection {
     pub max_leaves: usize,
     /// Conditions of a tree once its segment references are inlined.
     pub max_expanded_leaves: usize,
-    /// How long `POST /v1/segments/preview` may run.
-    pub preview_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +36,13 @@ pub struct DatabaseSection {
     pub acquire_timeout_secs: u64,
     /// Apply pending migrations when `serve` starts.
     pub migrate_on_start: bool,
+    /// Connections for membership queries (search, preview, counts and
+    /// pages read from SQL), apart from `max_connections`.
+    pub query_connections: u32,
+    /// How many of them one workspace may use at once.
+    pub query_connections_per_workspace: u32,
+    /// How long one membership query may run before the database stops it.
+    pub query_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +142,9 @@ impl Default for Settings {
                 max_connections: 8,
                 acquire_timeout_secs: 10,
                 migrate_on_start: true,
+                query_connections: 4,
+                query_connections_per_workspace: 2,
+                query_timeout_ms: 10_000,
             },
             http: HttpSection {
                 bind: "127.0.0.1:8080".into(),
@@ -156,7 +164,6 @@ impl Default for Settings {
                 max_depth: 5,
                 max_leaves: 100,
                 max_expanded_leaves: 1_000,
-                preview_timeout_ms: 10_000,
             },
             worker: WorkerSection {
                 concurrency: 4,
@@ -193,6 +200,11 @@ impl Settings {
             url: self.database.url.expose().to_owned(),
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+            analytics: segments_store::AnalyticsSettings {
+                connections: self.database.query_connections,
+                per_workspace: self.database.query_connections_per_workspace,
+                timeout: Duration::from_millis(self.database.query_timeout_ms),
+            },
         }
     }
 
@@ -211,7 +223,6 @@ impl Settings {
                 max_leaves: self.engine.max_leaves,
                 max_expanded_leaves: self.engine.max_expanded_leaves,
             },
-            preview_timeout: Duration::from_millis(self.engine.preview_timeout_ms),
         }
     }
 

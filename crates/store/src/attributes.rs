@@ -61,8 +61,10 @@ impl Store {
         key: &AttributeKey,
         ty: AttributeType,
     ) -> Result<AttributeDefinition, StoreError> {
-        self.retrying(async || self.define_attribute_once(workspace_id, key, ty).await)
-            .await
+        self.retrying(workspace_id, async || {
+            self.define_attribute_once(workspace_id, key, ty).await
+        })
+        .await
     }
 
     async fn define_attribute_once(
@@ -133,8 +135,10 @@ impl Store {
         workspace_id: WorkspaceId,
         key: &str,
     ) -> Result<(), StoreError> {
-        self.retrying(async || self.delete_attribute_once(workspace_id, key).await)
-            .await
+        self.retrying(workspace_id, async || {
+            self.delete_attribute_once(workspace_id, key).await
+        })
+        .await
     }
 
     async fn delete_attribute_once(

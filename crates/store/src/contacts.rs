@@ -138,8 +138,10 @@ impl Store {
         workspace_id: WorkspaceId,
         patch: &ContactPatch,
     ) -> Result<Written, StoreError> {
-        self.retrying(async || self.create_contact_once(workspace_id, patch).await)
-            .await
+        self.retrying(workspace_id, async || {
+            self.create_contact_once(workspace_id, patch).await
+        })
+        .await
     }
 
     async fn create_contact_once(
@@ -247,8 +249,10 @@ impl Store {
         id: ContactId,
         patch: &ContactPatch,
     ) -> Result<Written, StoreError> {
-        self.retrying(async || self.update_contact_once(workspace_id, id, patch).await)
-            .await
+        self.retrying(workspace_id, async || {
+            self.update_contact_once(workspace_id, id, patch).await
+        })
+        .await
     }
 
     async fn update_contact_once(
@@ -390,8 +394,10 @@ impl Store {
         workspace_id: WorkspaceId,
         id: ContactId,
     ) -> Result<ChangeStamp, StoreError> {
-        self.retrying(async || self.delete_contact_once(workspace_id, id).await)
-            .await
+        self.retrying(workspace_id, async || {
+            self.delete_contact_once(workspace_id, id).await
+        })
+        .await
     }
 
     async fn delete_contact_once(
@@ -423,8 +429,10 @@ impl Store {
         workspace_id: WorkspaceId,
         items: &[(usize, ContactPatch)],
     ) -> Result<BulkOutcome, StoreError> {
-        self.retrying(async || self.upsert_contacts_once(workspace_id, items).await)
-            .await
+        self.retrying(workspace_id, async || {
+            self.upsert_contacts_once(workspace_id, items).await
+        })
+        .await
     }
 
     async fn upsert_contacts_once(

@@ -340,26 +340,19 @@ impl Store {
         })
     }
 
-    /// Opens the transaction a membership query runs in. On PostgreSQL it
-    /// plans each statement for its actual parameters (which tag, which
+    /// How many of the workspace's contacts satisfy `condition`, stopped by
+    /// the database past `timeout` (the configured one if `None`).
+    ///
+    /// This and the other membership queries run on connections of their
+    /// own, a few at a time per workspace (`analytics`). On PostgreSQL each
+    /// statement is planned for its actual parameters (which tag, which
     /// range) and the tables' current size: a cached generic plan made while
     /// a table was small (a fresh import) keeps scanning it sequentially
     /// after it has grown to millions of rows. Only these analytical reads
-    /// pay for planning every time; the short statements of writes and
-    /// jobs keep PostgreSQL's cached plans, whose planning cost them a third
-    /// of the server's CPU at 500 writes/s when every statement was custom
+    /// pay for planning every time; the short statements of writes and jobs
+    /// keep PostgreSQL's cached plans, whose planning cost them a third of
+    /// the server's CPU at 500 writes/s when every statement was custom
     /// planned (BENCHMARKS.md).
-    async fn analytical(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Result<DatabaseTransaction, StoreError> {
-        let txn = crate::transactions::begin(&self.db, crate::transactions::Purpose::Plain).await?;
-        crate::plan_per_call(&txn, timeout).await?;
-        Ok(txn)
-    }
-
-    /// How many of the workspace's contacts satisfy `condition`. With a
-    /// timeout, PostgreSQL itself abandons the statement when it runs late.
     pub async fn count_where(
         &self,
         workspace_id: WorkspaceId,
@@ -377,14 +370,19 @@ impl Store {
             )
             .and_where(condition)
             .to_owned();
-        let txn = self.analytical(timeout).await?;
-        let row = txn.query_one(&select).await.map_err(timeout_error)?;
-        txn.commit().await?;
+        let query = self.analytics.begin(workspace_id, timeout).await?;
+        let row = query
+            .txn()?
+            .query_one(&select)
+            .await
+            .map_err(|e| query.failed(e))?;
+        query.commit().await?;
         let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// A page of the workspace's contacts that satisfy `condition`, in id order.
+    /// A page of the workspace's contacts that satisfy `condition`, in id
+    /// order (a membership query: see `count_where`).
     pub async fn contacts_where(
         &self,
         workspace_id: WorkspaceId,
@@ -392,9 +390,14 @@ impl Store {
         after: Option<ContactId>,
         limit: u64,
     ) -> Result<ContactPage, StoreError> {
-        let txn = self.analytical(None).await?;
-        let page = contacts_page(&txn, workspace_id, condition, after, limit).await?;
-        txn.commit().await?;
+        let query = self.analytics.begin(workspace_id, None).await?;
+        let page = contacts_page(query.txn()?, workspace_id, condition, after, limit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Database(e) => query.failed(e),
+                other => other,
+            })?;
+        query.commit().await?;
         Ok(page)
     }
 
@@ -405,7 +408,7 @@ impl Store {
         workspace_id: WorkspaceId,
         condition: Expr,
     ) -> Result<Vec<ContactId>, StoreError> {
-        let txn = self.analytical(None).await?;
+        let query = self.analytics.begin(workspace_id, None).await?;
         let ids: Vec<i64> = contact::Entity::find()
             .select_only()
             .column(contact::Column::Id)
@@ -413,9 +416,10 @@ impl Store {
             .filter(condition)
             .order_by_asc(contact::Column::Id)
             .into_tuple()
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
+            .all(query.txn()?)
+            .await
+            .map_err(|e| query.failed(e))?;
+        query.commit().await?;
         Ok(ids.into_iter().map(ContactId).collect())
     }
 
@@ -509,15 +513,6 @@ impl Store {
                 contact,
             })
             .collect())
-    }
-}
-
-fn timeout_error(err: sea_orm::DbErr) -> StoreError {
-    // 57014: query_canceled, raised when statement_timeout fires.
-    if crate::error::sqlstate(&err).as_deref() == Some("57014") {
-        StoreError::Timeout
-    } else {
-        err.into()
     }
 }
 

@@ -23,9 +23,20 @@ pub enum StoreError {
     #[error("invalid input: {0}")]
     Invalid(#[from] Violations),
 
-    /// The statement ran past its deadline and was abandoned.
-    #[error("the query took too long and was stopped")]
-    Timeout,
+    /// The statement ran past its deadline and the database stopped it.
+    #[error("the query ran longer than {} ms and was stopped", .0.as_millis())]
+    Timeout(std::time::Duration),
+
+    /// No connection for membership queries came free in time: the
+    /// workspace already runs as many as it may (`whole` = false), or all
+    /// workspaces together do (`whole` = true).
+    #[error("too many membership queries are running{}; try again shortly", if *.whole { "" } else { " for this workspace" })]
+    Busy { whole: bool },
+
+    /// The workspace the write was for no longer exists (it was deleted
+    /// while one of its keys was still trusted).
+    #[error("the workspace of this API key no longer exists")]
+    WorkspaceGone,
 
     #[error("database error: {0}")]
     Database(#[from] DbErr),

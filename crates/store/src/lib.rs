@@ -4,6 +4,7 @@
 //! Both SQLite and PostgreSQL are first-class: every statement here is built
 //! with sea-query and means the same on each.
 
+mod analytics;
 mod attributes;
 mod batch;
 pub mod changes;
@@ -20,6 +21,7 @@ mod tags;
 mod transactions;
 mod workspaces;
 
+pub use analytics::AnalyticsSettings;
 pub use attributes::AttributeDefinition;
 pub use changes::{ChangeSnapshot, ChangeStamp};
 pub use contacts::{BulkOutcome, ContactPage, UpsertedContact, Written};
@@ -52,6 +54,8 @@ pub struct Store {
     /// Parsed catalogs by workspace, with the catalog version each was
     /// loaded at (see `Store::catalog`).
     catalogs: std::sync::Arc<std::sync::Mutex<engine::CatalogCache>>,
+    /// The connections membership queries run on (see `analytics`).
+    analytics: std::sync::Arc<analytics::Analytics>,
 }
 
 impl Store {
@@ -61,10 +65,13 @@ impl Store {
         settings: &DatabaseSettings,
         registry: std::sync::Arc<segments_conditions::Registry>,
     ) -> Result<Self, StoreError> {
+        let db = db::connect(settings).await?;
+        let analytics = analytics::Analytics::new(settings, &db).await?;
         Ok(Self {
-            db: db::connect(settings).await?,
+            db,
             registry,
             catalogs: std::sync::Arc::default(),
+            analytics: std::sync::Arc::new(analytics),
         })
     }
 
@@ -72,6 +79,11 @@ impl Store {
     /// with this store's registry.
     pub async fn connect_another(&self, settings: &DatabaseSettings) -> Result<Self, StoreError> {
         Self::connect(settings, self.registry.clone()).await
+    }
+
+    /// How long a membership query may run (see `analytics`).
+    pub fn query_timeout(&self) -> std::time::Duration {
+        self.analytics.timeout()
     }
 
     /// The condition types catalogs are parsed with.

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use segments_domain::WorkspaceId;
+
 use crate::{Store, StoreError};
 
 /// Attempts of one write, the first included.
@@ -21,10 +23,17 @@ fn backoff(n: u32) -> Duration {
 }
 
 impl Store {
-    /// Runs `attempt` until it succeeds, fails for good, or has failed
-    /// transiently `ATTEMPTS` times.
+    /// Runs `attempt`, a write to `workspace`, until it succeeds, fails for
+    /// good, or has failed transiently `ATTEMPTS` times.
+    ///
+    /// A write that fails for good is told apart from one whose workspace
+    /// is gone: a workspace deleted from the database stays authenticated
+    /// for a moment (the API caches keys), and its writes then break
+    /// foreign keys, find nothing or break the rules of a catalog that is
+    /// gone — that is `WorkspaceGone` (401), not a 500, 404 or 422.
     pub(crate) async fn retrying<T>(
         &self,
+        workspace: WorkspaceId,
         mut attempt: impl AsyncFnMut() -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut n = 1;
@@ -35,8 +44,19 @@ impl Store {
                     tokio::time::sleep(backoff(n)).await;
                     n += 1;
                 }
+                Err(e) => return Err(self.gone_or(workspace, e).await),
                 other => return other,
             }
+        }
+    }
+}
+
+impl Store {
+    /// `WorkspaceGone` if `workspace` no longer exists, else `err`.
+    pub(crate) async fn gone_or(&self, workspace: WorkspaceId, err: StoreError) -> StoreError {
+        match self.workspace_exists(workspace).await {
+            Ok(false) => StoreError::WorkspaceGone,
+            _ => err,
         }
     }
 }

@@ -156,12 +156,16 @@ impl Store {
         workspace_id: WorkspaceId,
         id: SegmentId,
     ) -> Result<SegmentRecord, StoreError> {
-        segment::Entity::find_by_id(id.0)
+        match segment::Entity::find_by_id(id.0)
             .filter(segment::Column::WorkspaceId.eq(workspace_id.0))
             .one(&self.db)
             .await?
-            .ok_or_else(|| StoreError::not_found("segment", id))?
-            .try_into()
+        {
+            Some(model) => model.try_into(),
+            None => Err(self
+                .gone_or(workspace_id, StoreError::not_found("segment", id))
+                .await),
+        }
     }
 
     /// Stores a segment. A dynamic one's tree is validated (registry,
@@ -173,7 +177,7 @@ impl Store {
         rule: &SegmentRule,
         limits: Limits,
     ) -> Result<SegmentRecord, StoreError> {
-        self.retrying(async || {
+        self.retrying(workspace_id, async || {
             self.create_segment_once(workspace_id, name, rule, limits)
                 .await
         })
@@ -221,7 +225,7 @@ impl Store {
         conditions: Option<&serde_json::Value>,
         limits: Limits,
     ) -> Result<SegmentRecord, StoreError> {
-        self.retrying(async || {
+        self.retrying(workspace_id, async || {
             self.update_segment_once(workspace_id, id, name, conditions, limits)
                 .await
         })
@@ -285,8 +289,10 @@ impl Store {
         workspace_id: WorkspaceId,
         id: SegmentId,
     ) -> Result<(), StoreError> {
-        self.retrying(async || self.delete_segment_once(workspace_id, id).await)
-            .await
+        self.retrying(workspace_id, async || {
+            self.delete_segment_once(workspace_id, id).await
+        })
+        .await
     }
 
     async fn delete_segment_once(
@@ -359,7 +365,7 @@ impl Store {
         contact_ids: &[ContactId],
         add: bool,
     ) -> Result<MembershipChange, StoreError> {
-        self.retrying(async || {
+        self.retrying(workspace_id, async || {
             self.change_static_members_once(workspace_id, segment_id, contact_ids, add)
                 .await
         })

@@ -125,8 +125,10 @@ impl Store {
         id: TagId,
         name: &TagName,
     ) -> Result<TagSummary, StoreError> {
-        self.retrying(async || self.rename_tag_once(workspace_id, id, name).await)
-            .await
+        self.retrying(workspace_id, async || {
+            self.rename_tag_once(workspace_id, id, name).await
+        })
+        .await
     }
 
     async fn rename_tag_once(
@@ -169,8 +171,10 @@ impl Store {
 
     /// Deletes a tag and its links to contacts.
     pub async fn delete_tag(&self, workspace_id: WorkspaceId, id: TagId) -> Result<(), StoreError> {
-        self.retrying(async || self.delete_tag_once(workspace_id, id).await)
-            .await
+        self.retrying(workspace_id, async || {
+            self.delete_tag_once(workspace_id, id).await
+        })
+        .await
     }
 
     async fn delete_tag_once(
@@ -202,11 +206,20 @@ impl Store {
         add: &[TagName],
         remove: &[TagName],
     ) -> Result<BulkTagOutcome, StoreError> {
-        self.retrying(async || {
-            self.retag_contacts_once(workspace_id, contact_ids, add, remove)
-                .await
-        })
-        .await
+        let outcome = self
+            .retrying(workspace_id, async || {
+                self.retag_contacts_once(workspace_id, contact_ids, add, remove)
+                    .await
+            })
+            .await?;
+        // Found none: perhaps because the workspace itself is gone.
+        if outcome.updated == 0
+            && !outcome.not_found.is_empty()
+            && !self.workspace_exists(workspace_id).await?
+        {
+            return Err(StoreError::WorkspaceGone);
+        }
+        Ok(outcome)
     }
 
     async fn retag_contacts_once(

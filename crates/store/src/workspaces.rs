@@ -129,7 +129,10 @@ impl Store {
         workspace_id: WorkspaceId,
         name: &Label,
     ) -> Result<IssuedKey, StoreError> {
-        insert_key(&self.db, workspace_id, name).await
+        self.retrying(workspace_id, async || {
+            insert_key(&self.db, workspace_id, name).await
+        })
+        .await
     }
 
     pub async fn list_api_keys(
@@ -153,8 +156,10 @@ impl Store {
         workspace_id: WorkspaceId,
         key_id: ApiKeyId,
     ) -> Result<ApiKeyRecord, StoreError> {
-        self.retrying(async || self.revoke_api_key_once(workspace_id, key_id).await)
-            .await
+        self.retrying(workspace_id, async || {
+            self.revoke_api_key_once(workspace_id, key_id).await
+        })
+        .await
     }
 
     async fn revoke_api_key_once(
@@ -199,6 +204,14 @@ impl Store {
         let key = active_model.update(&txn).await?;
         txn.commit().await?;
         Ok(key.into())
+    }
+
+    /// Whether the workspace exists.
+    pub(crate) async fn workspace_exists(&self, id: WorkspaceId) -> Result<bool, StoreError> {
+        Ok(workspace::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await?
+            .is_some())
     }
 
     /// Finds the workspace of an active key; `None` for unknown or revoked keys.
