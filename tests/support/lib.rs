@@ -108,11 +108,23 @@ impl TestApp {
 
     /// Starts the app with a registry of the caller's choosing (to test plugins).
     pub async fn spawn_full(backend: Backend, http: HttpSettings, registry: Registry) -> Self {
-        Self::start(backend, http, registry, None, AnalyticsSettings::default()).await
+        Self::start(backend, http, registry, None, &|s| s).await
     }
 
     /// Starts the app with membership queries bounded as given.
     pub async fn spawn_with_analytics(backend: Backend, analytics: AnalyticsSettings) -> Self {
+        Self::spawn_tuned(backend, &move |s| DatabaseSettings {
+            analytics: analytics.clone(),
+            ..s
+        })
+        .await
+    }
+
+    /// Starts the app over its database's settings as `tune` changes them.
+    pub async fn spawn_tuned(
+        backend: Backend,
+        tune: &dyn Fn(DatabaseSettings) -> DatabaseSettings,
+    ) -> Self {
         Self::start(
             backend,
             HttpSettings {
@@ -121,7 +133,7 @@ impl TestApp {
             },
             Registry::builtin(),
             None,
-            analytics,
+            tune,
         )
         .await
     }
@@ -137,7 +149,7 @@ impl TestApp {
             },
             Registry::builtin(),
             Some((redis_url, workers)),
-            AnalyticsSettings::default(),
+            &|s| s,
         )
         .await
     }
@@ -147,7 +159,7 @@ impl TestApp {
         http: HttpSettings,
         registry: Registry,
         redis: Option<(&str, usize)>,
-        analytics: AnalyticsSettings,
+        tune: &dyn Fn(DatabaseSettings) -> DatabaseSettings,
     ) -> Self {
         // `SEGMENTS_TEST_LOG=<filter>` shows the app's logs (e.g. the cause
         // behind a 500) beside the failing test's output.
@@ -158,10 +170,7 @@ impl TestApp {
                 .try_init();
         }
         let database = TestDatabase::create(backend).await;
-        let settings = DatabaseSettings {
-            analytics,
-            ..database.settings()
-        };
+        let settings = tune(database.settings());
         let store = Store::connect(&settings, std::sync::Arc::new(registry))
             .await
             .expect("connect");
