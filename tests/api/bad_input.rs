@@ -281,7 +281,8 @@ async fn oversized_bodies_are_refused(backend: Backend) {
 
 async fn bad_paths_and_methods_are_problems(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    app.get("/v1/contacts/abc").await.problem(400);
+    let problem = app.get("/v1/contacts/abc").await.problem(400);
+    assert_eq!(problem["errors"][0]["parameter"], "id", "{problem}");
     app.get("/v1/contacts/99999999999999999999")
         .await
         .problem(400);
@@ -291,6 +292,82 @@ async fn bad_paths_and_methods_are_problems(backend: Backend) {
     app.put("/v1/contacts/1/attributes/Bad-Key", json!({"value": 1}))
         .await
         .problem(400);
+
+    // Each failing parameter is named, wherever it sits.
+    let segment = app.segment(json!({"name": "s", "kind": "static"})).await;
+    for (path, parameter) in [
+        ("/v1/contacts?limit=ten".to_owned(), "limit"),
+        ("/v1/tags?limit=1.5".to_owned(), "limit"),
+        (
+            format!("/v1/segments/{segment}/explain?contact_id=x"),
+            "contact_id",
+        ),
+        (format!("/v1/segments/{segment}/explain"), "contact_id"),
+    ] {
+        let problem = app.get(&path).await.problem(400);
+        assert_eq!(
+            problem["errors"][0]["parameter"], parameter,
+            "{path}: {problem}"
+        );
+    }
+    for (body, pointer) in [
+        (json!({"limit": 0}), "/limit"),
+        (json!({"limit": 5000}), "/limit"),
+        (json!({"cursor": "not a cursor"}), "/cursor"),
+    ] {
+        let problem = app
+            .post("/v1/contacts/search", body.clone())
+            .await
+            .problem(422);
+        assert_eq!(
+            problem["errors"][0]["pointer"], pointer,
+            "{body}: {problem}"
+        );
+    }
+
+    // A known path with another method: 405 and what it does take.
+    for (method, path, allow) in [
+        (Method::DELETE, "/v1/contacts".to_owned(), "GET, POST"),
+        (
+            Method::PUT,
+            format!("/v1/segments/{segment}"),
+            "DELETE, GET, PATCH",
+        ),
+        (Method::PATCH, "/v1/api-keys".to_owned(), "GET, POST"),
+    ] {
+        let reply = app.call(method.clone(), &path, None).await;
+        let allowed = reply
+            .headers
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned());
+        reply.problem(405);
+        assert_eq!(allowed.as_deref(), Some(allow), "{method} {path}");
+    }
+
+    // Dates are written one way; a leap second is no instant we store.
+    app.attribute("renewal", "date").await;
+    let contact = app.contact(json!({"name": "Dated"})).await["id"]
+        .as_i64()
+        .unwrap();
+    for value in ["1969-12-31T23:59:60Z", "2024-1-1", "2024-01-1"] {
+        let problem = app
+            .put(
+                &format!("/v1/contacts/{contact}/attributes/renewal"),
+                json!({"value": value}),
+            )
+            .await
+            .problem(422);
+        assert_eq!(
+            problem["errors"][0]["pointer"], "/value",
+            "{value}: {problem}"
+        );
+    }
+    app.patch(
+        &format!("/v1/contacts/{contact}"),
+        json!({"opted_in": true, "opted_in_at": "2016-12-31T23:59:60Z"}),
+    )
+    .await
+    .problem(422);
     app.stop().await;
 }
 

@@ -171,7 +171,6 @@ pub fn configure(
                 bulk: http.max_bulk_body_bytes,
             })
             .app_data(extract::params::path_config())
-            .app_data(extract::params::query_config())
             .service(routes::health::healthz)
             .service(routes::health::readyz)
             .route("/openapi.json", web::get().to(openapi_json))
@@ -236,8 +235,14 @@ async fn openapi_json() -> HttpResponse {
 async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
     // actix answers 404 both for unknown paths and for known paths with the
     // wrong method; tell them apart for the client.
-    let _ = req;
-    Err(ApiError::NoRoute)
+    match openapi::allowed_methods(req.path()) {
+        Some(methods) if !methods.iter().any(|m| m == req.method().as_str()) => {
+            Err(ApiError::MethodNotAllowed {
+                allow: methods.join(", "),
+            })
+        }
+        _ => Err(ApiError::NoRoute),
+    }
 }
 
 /// Starts the HTTP server on an already bound listener (port 0 in tests).

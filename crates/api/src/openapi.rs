@@ -206,6 +206,36 @@ pub fn spec() -> &'static utoipa::openapi::OpenApi {
 
 /// The document as pretty JSON with a trailing newline: the form checked in
 /// at `openapi/openapi.json`.
+/// The methods the API serves on `path` (a concrete request path), from
+/// the spec — the one list of routes — or `None` if no route has it.
+pub fn allowed_methods(path: &str) -> Option<Vec<String>> {
+    let wanted: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    spec().paths.paths.iter().find_map(|(template, item)| {
+        let parts: Vec<&str> = template.split('/').collect();
+        let same = parts.len() == wanted.len()
+            && parts
+                .iter()
+                .zip(&wanted)
+                .all(|(t, w)| (t.starts_with('{') && t.ends_with('}') && !w.is_empty()) || t == w);
+        same.then(|| {
+            let methods = serde_json::to_value(item)
+                .ok()
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default();
+            methods
+                .keys()
+                .filter(|m| {
+                    matches!(
+                        m.as_str(),
+                        "get" | "put" | "post" | "delete" | "patch" | "head" | "options"
+                    )
+                })
+                .map(|m| m.to_uppercase())
+                .collect()
+        })
+    })
+}
+
 pub fn document() -> String {
     let mut json = spec()
         .to_pretty_json()

@@ -70,8 +70,8 @@ pub enum ApiError {
     NotFound { entity: &'static str, id: String },
     #[error("no route matches this path")]
     NoRoute,
-    #[error("this route does not accept this method")]
-    MethodNotAllowed,
+    #[error("this route accepts only {allow}")]
+    MethodNotAllowed { allow: String },
     #[error("{message}")]
     Conflict {
         code: &'static str,
@@ -104,12 +104,25 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The same refusal of a value that came in the JSON body rather than
+    /// the query string: a 422 with the field's JSON Pointer.
+    pub fn in_body(self) -> Self {
+        match self {
+            Self::InvalidParameter { name, message } => {
+                Self::Validation(segments_domain::Violations::one(
+                    segments_domain::FieldError::new("invalid", message).at(format!("/{name}")),
+                ))
+            }
+            other => other,
+        }
+    }
+
     fn slug_and_title(&self) -> (&'static str, &'static str) {
         match self {
             Self::Unauthorized => ("unauthorized", "Unauthorized"),
             Self::NotFound { .. } => ("not-found", "Not found"),
             Self::NoRoute => ("no-route", "Not found"),
-            Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             Self::Conflict { .. } => ("conflict", "Conflict"),
             Self::Validation(_) => ("validation-failed", "Validation failed"),
             Self::InvalidParameter { .. } => ("invalid-parameter", "Invalid parameter"),
@@ -172,7 +185,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidParameter { .. } | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
@@ -199,6 +212,11 @@ impl ResponseError for ApiError {
         }
         if let Self::TooManyRequests { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if let Self::MethodNotAllowed { allow } = self
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            response.insert_header((header::ALLOW, value));
         }
         if matches!(self, Self::TooManyQueries) {
             response.insert_header((header::RETRY_AFTER, "1"));

@@ -16,6 +16,15 @@ pub struct Timestamp(DateTime<Utc>);
 
 impl Timestamp {
     pub fn parse(value: DateTime<Utc>) -> Result<Self, FieldError> {
+        // chrono keeps a leap second (`23:59:60`) as a 60th second's worth
+        // of nanoseconds: no database stores one, and UTC clocks here
+        // never show one, so it is refused rather than shifted.
+        if value.timestamp_subsec_nanos() >= 1_000_000_000 {
+            return Err(FieldError::new(
+                "invalid_date",
+                "leap seconds (second 60) are not accepted",
+            ));
+        }
         let year = value.year();
         if !(1000..=9999).contains(&year) {
             return Err(FieldError::new(
@@ -31,7 +40,18 @@ impl Timestamp {
         if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
             return Self::parse(instant.with_timezone(&Utc));
         }
-        if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        // chrono's `%m` and `%d` also take one digit ("2024-1-1"): the
+        // shape is checked first, so a date is written one way only.
+        let shaped = text.len() == 10
+            && text.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        if shaped
+            && let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
             && let Some(midnight) = date.and_hms_opt(0, 0, 0)
         {
             return Self::parse(midnight.and_utc());
@@ -67,6 +87,26 @@ impl From<Timestamp> for DateTime<Utc> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn dates_are_written_one_way_and_leap_seconds_are_refused() {
+        for refused in [
+            "1969-12-31T23:59:60Z",
+            "2016-12-31T23:59:60Z",
+            "2024-1-1",
+            "2024-01-1",
+            "+2024-01-01",
+        ] {
+            assert!(Timestamp::parse_str(refused).is_err(), "{refused}");
+        }
+        for accepted in [
+            "2024-01-01",
+            "2024-02-29T10:00:00Z",
+            "2024-05-01T10:00:00.123456+02:00",
+        ] {
+            assert!(Timestamp::parse_str(accepted).is_ok(), "{accepted}");
+        }
+    }
 
     #[test]
     fn nanoseconds_are_truncated_to_microseconds() {

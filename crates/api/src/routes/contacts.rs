@@ -3,6 +3,7 @@ use segments_domain::ContactId;
 use segments_store::changes;
 
 use crate::AppState;
+use crate::extract::params::Query;
 use crate::extract::{Auth, BulkJson, Json};
 use crate::problem::{ApiError, Problem};
 use crate::wire::contact::{
@@ -58,7 +59,7 @@ pub async fn create(
 pub async fn list(
     auth: Auth,
     state: web::Data<AppState>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page.limit()?;
     let after = page.after_id()?.map(ContactId);

@@ -33,8 +33,9 @@ pub async fn search(
         limit: input.limit,
         cursor: input.cursor,
     };
-    let limit = page.limit()?;
-    let after = page.after_id()?.map(ContactId);
+    // The body's page fields: their errors point into the body.
+    let limit = page.limit().map_err(ApiError::in_body)?;
+    let after = page.after_id().map_err(ApiError::in_body)?.map(ContactId);
     let catalog = catalog(&state, &auth).await?;
     let now = Timestamp::now();
     let mut condition: Option<SqlExpr> = None;

@@ -9,6 +9,7 @@ use segments_domain::{ContactId, FieldError, SegmentId, Timestamp, Violations};
 use segments_store::{Catalog, SegmentRule};
 
 use crate::AppState;
+use crate::extract::params::Query;
 use crate::extract::{Auth, BulkJson, Json};
 use crate::membership;
 use crate::problem::{ApiError, Problem};
@@ -132,7 +133,7 @@ pub async fn create(
 pub async fn list(
     auth: Auth,
     state: web::Data<AppState>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page.limit()?.min(100);
     let after = page.after_id()?.map(SegmentId);
@@ -265,7 +266,7 @@ pub async fn members(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = SegmentId(*id);
     let limit = page.limit()?;
@@ -488,7 +489,7 @@ pub async fn explain(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    query: web::Query<ExplainParams>,
+    query: Query<ExplainParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = SegmentId(*id);
     let contact_id = ContactId(query.contact_id);

@@ -2,6 +2,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use segments_domain::{TagId, TagName, Violations};
 
 use crate::AppState;
+use crate::extract::params::Query;
 use crate::extract::{Auth, BulkJson, Json};
 use crate::problem::{ApiError, Problem};
 use crate::wire::page::{PageParams, encode_cursor};
@@ -18,7 +19,7 @@ use crate::wire::tag::{BulkTagInput, BulkTagResult, Tag, TagPage, TagRename};
 pub async fn list(
     auth: Auth,
     state: web::Data<AppState>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page.limit()?;
     let after = page.position()?;
