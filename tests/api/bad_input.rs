@@ -325,6 +325,25 @@ async fn bad_paths_and_methods_are_problems(backend: Backend) {
         );
     }
 
+    // A body is an object: serde alone would read `[null, null]` as a
+    // patch of two absent fields, and answer 200.
+    let problem = app
+        .patch(&format!("/v1/segments/{segment}"), json!([null, null]))
+        .await
+        .problem(422);
+    assert_eq!(problem["errors"][0]["pointer"], "", "{problem}");
+    let bulk = app
+        .post(
+            "/v1/contacts/bulk-upsert",
+            json!({"contacts": [["x", "Ana"]]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        bulk["errors"][0]["errors"][0]["code"], "invalid_type",
+        "{bulk}"
+    );
+
     // A known path with another method: 405 and what it does take.
     for (method, path, allow) in [
         (Method::DELETE, "/v1/contacts".to_owned(), "GET, POST"),
@@ -334,6 +353,8 @@ async fn bad_paths_and_methods_are_problems(backend: Backend) {
             "DELETE, GET, PATCH",
         ),
         (Method::PATCH, "/v1/api-keys".to_owned(), "GET, POST"),
+        (Method::PATCH, "/v1/contacts/search".to_owned(), "POST"),
+        (Method::GET, "/v1/tags/apply".to_owned(), "POST"),
     ] {
         let reply = app.call(method.clone(), &path, None).await;
         let allowed = reply

@@ -210,30 +210,43 @@ pub fn spec() -> &'static utoipa::openapi::OpenApi {
 /// the spec — the one list of routes — or `None` if no route has it.
 pub fn allowed_methods(path: &str) -> Option<Vec<String>> {
     let wanted: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    spec().paths.paths.iter().find_map(|(template, item)| {
-        let parts: Vec<&str> = template.split('/').collect();
-        let same = parts.len() == wanted.len()
-            && parts
-                .iter()
-                .zip(&wanted)
-                .all(|(t, w)| (t.starts_with('{') && t.ends_with('}') && !w.is_empty()) || t == w);
-        same.then(|| {
-            let methods = serde_json::to_value(item)
-                .ok()
-                .and_then(|v| v.as_object().cloned())
-                .unwrap_or_default();
-            methods
-                .keys()
-                .filter(|m| {
-                    matches!(
-                        m.as_str(),
-                        "get" | "put" | "post" | "delete" | "patch" | "head" | "options"
-                    )
-                })
-                .map(|m| m.to_uppercase())
-                .collect()
+    // Of the templates that fit, the one with the most literal segments:
+    // `/v1/contacts/search` is that route, not `/v1/contacts/{id}`.
+    let (_, item) = spec()
+        .paths
+        .paths
+        .iter()
+        .filter_map(|(template, item)| {
+            let parts: Vec<&str> = template.split('/').collect();
+            let mut literals = 0;
+            let fits = parts.len() == wanted.len()
+                && parts.iter().zip(&wanted).all(|(t, w)| {
+                    if t.starts_with('{') && t.ends_with('}') {
+                        !w.is_empty()
+                    } else {
+                        literals += 1;
+                        t == w
+                    }
+                });
+            fits.then_some((literals, item))
         })
-    })
+        .max_by_key(|(literals, _)| *literals)?;
+    let methods = serde_json::to_value(item)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    Some(
+        methods
+            .keys()
+            .filter(|m| {
+                matches!(
+                    m.as_str(),
+                    "get" | "put" | "post" | "delete" | "patch" | "head" | "options"
+                )
+            })
+            .map(|m| m.to_uppercase())
+            .collect(),
+    )
 }
 
 pub fn document() -> String {

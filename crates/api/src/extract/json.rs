@@ -114,6 +114,13 @@ fn read<T: DeserializeOwned + 'static>(
 
 /// Parses a JSON document, locating shape errors by JSON Pointer.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Every body of this API is an object; serde would also read a struct
+    // from an array of its fields in order (`[null, null]` was a patch).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body)
+            .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        return Err(ApiError::Validation(not_an_object("")));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value =
         serde_path_to_error::deserialize(&mut de).map_err(|err| match err.inner().classify() {
@@ -128,7 +135,14 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 /// Reads a part of a document already parsed (one item of a bulk request),
 /// locating shape errors by JSON Pointer relative to that part.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Violations> {
+    if !value.is_object() {
+        return Err(not_an_object(""));
+    }
     serde_path_to_error::deserialize(value).map_err(|err| shape_violation(&err))
+}
+
+fn not_an_object(pointer: &str) -> Violations {
+    Violations::one(FieldError::new("invalid_type", "must be a JSON object").at(pointer))
 }
 
 /// A shape error (wrong type, unknown or missing field) at its pointer.
@@ -231,6 +245,30 @@ mod tests {
             pointer_of(r#"{"items":[{"name":"a","nmae":1}]}"#),
             Some(("/items/0/nmae".into(), "unknown_field"))
         );
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Patch {
+            name: Option<String>,
+            conditions: Option<String>,
+        }
+        for body in ["[null, null]", " 5", "\"x\"", "null"] {
+            assert!(
+                matches!(
+                    super::parse::<Patch>(body.as_bytes()),
+                    Err(ApiError::Validation(_))
+                ),
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            super::parse::<Patch>(b"[1,"),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(super::parse::<Patch>(b" {\"name\": \"x\"}").is_ok());
     }
 
     #[test]

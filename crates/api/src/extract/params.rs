@@ -8,6 +8,17 @@ use crate::problem::ApiError;
 
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err: PathError, req: &HttpRequest| {
+        // `PATCH /v1/contacts/search` reaches `PATCH /v1/contacts/{id}`
+        // (actix tries the routes in turn) and fails there on "search":
+        // it is a route that does not take the method.
+        if let Some(methods) = crate::openapi::allowed_methods(req.path())
+            && !methods.iter().any(|m| m == req.method().as_str())
+        {
+            return ApiError::MethodNotAllowed {
+                allow: methods.join(", "),
+            }
+            .into();
+        }
         let message = err.to_string();
         // serde names no field for a bad number: the parameter is the one
         // whose value the message quotes (or the route's only one).
