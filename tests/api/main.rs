@@ -8,6 +8,7 @@ mod bulk;
 mod contacts;
 mod fairness;
 mod health;
+mod hostile;
 mod isolation;
 mod operations;
 mod pagination;
