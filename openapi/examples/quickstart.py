@@ -16,11 +16,10 @@ import time
 import uuid
 
 from segments_client import AuthenticatedClient
-from segments_client.api.attributes import create as create_attribute
-from segments_client.api.contacts import create as create_contact
-from segments_client.api.segments import create as create_segment
-from segments_client.api.segments import get as get_segment
-from segments_client.api.segments import members as list_members
+from segments_client.api.attributes import create_attribute
+from segments_client.api.contacts import create_contact
+from segments_client.api.segments import create_segment, get_segment
+from segments_client.api.segments import list_segment_members as list_members
 from segments_client.models import (
     AttributeInput,
     AttributeKind,

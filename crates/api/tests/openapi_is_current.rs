@@ -54,3 +54,38 @@ fn every_operation_documents_its_errors_as_problems() {
         }
     }
 }
+
+/// Swagger UI keys "Try it out" by operationId and generators name SDK
+/// methods after it: ids repeated across the document made `GET
+/// /v1/contacts` run `GET /v1/api-keys`, and numbered methods (`list5`)
+/// renamed themselves whenever a route was added. Each id is unique, says
+/// what it does (verb first, then the resource), and once published stays.
+#[test]
+fn operation_ids_are_unique_and_say_what_they_do() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&segments_api::openapi::document()).unwrap_or_default();
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().cloned().unwrap_or_default() {
+        for (method, op) in item.as_object().cloned().unwrap_or_default() {
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            let verb_first = [
+                "list", "get", "create", "update", "delete", "add", "remove", "set", "unset",
+                "search", "preview", "explain", "rebuild", "revoke", "rename", "apply", "batch",
+                "bulk",
+            ]
+            .iter()
+            .any(|verb| {
+                id.strip_prefix(verb)
+                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+            });
+            assert!(verb_first, "{method} {path}: operationId {id:?}");
+            if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+                panic!("operationId {id} names both {other} and {method} {path}");
+            }
+        }
+    }
+    // Published ids stay: these are what generated SDKs call.
+    for id in ["listContacts", "createContact", "createSegment", "addSegmentMembers", "listApiKeys"] {
+        assert!(seen.contains_key(id), "{id} disappeared");
+    }
+}

@@ -8,6 +8,7 @@ use crate::wire::api_key::{ApiKey, ApiKeyInput, ApiKeyList, IssuedApiKey};
 
 /// List the workspace's API keys (never their secrets).
 #[utoipa::path(
+    operation_id = "listApiKeys",
     tag = "api-keys",
     responses((status = 200, body = ApiKeyList), (status = 401, body = Problem)),
     security(("api_key" = []))
@@ -22,6 +23,7 @@ pub async fn list(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse
 
 /// Create an API key for this workspace. The secret is in this response only.
 #[utoipa::path(
+    operation_id = "createApiKey",
     tag = "api-keys",
     request_body = ApiKeyInput,
     responses(
@@ -50,6 +52,7 @@ pub async fn create(
 /// sending the request can be revoked: to rotate, create a new key and
 /// revoke the old one with it.
 #[utoipa::path(
+    operation_id = "revokeApiKey",
     tag = "api-keys",
     params(("id" = i64, Path, description = "API key id")),
     responses(

@@ -9,6 +9,7 @@ use crate::wire::attribute::{Attribute, AttributeInput, AttributeList};
 
 /// List the workspace's attribute definitions, by key.
 #[utoipa::path(
+    operation_id = "listAttributes",
     tag = "attributes",
     responses((status = 200, body = AttributeList), (status = 401, body = Problem)),
     security(("api_key" = []))
@@ -23,6 +24,7 @@ pub async fn list(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse
 
 /// Declare a custom attribute and its type (at most 200 per workspace).
 #[utoipa::path(
+    operation_id = "createAttribute",
     tag = "attributes",
     request_body = AttributeInput,
     responses(
@@ -51,6 +53,7 @@ pub async fn create(
 /// Delete an attribute definition and every contact's value of it. Refused
 /// while a segment's conditions read the attribute.
 #[utoipa::path(
+    operation_id = "deleteAttribute",
     tag = "attributes",
     params(("key" = String, Path, description = "Attribute key")),
     responses(

@@ -13,6 +13,7 @@ use crate::wire::segment::{ContactSegment, ContactSegments, SegmentKind};
 /// Built segments answer from their materialized sets; others are evaluated
 /// on the contact directly.
 #[utoipa::path(
+    operation_id = "listContactSegments",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id")),
     responses((status = 200, body = ContactSegments), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),

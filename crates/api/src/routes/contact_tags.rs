@@ -33,6 +33,7 @@ async fn apply(
 
 /// Add tags to a contact, creating tags that do not exist yet.
 #[utoipa::path(
+    operation_id = "addContactTags",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id")),
     request_body = TagNames,
@@ -59,6 +60,7 @@ pub async fn add_tags(
 
 /// Remove tags from a contact (names it does not carry are ignored).
 #[utoipa::path(
+    operation_id = "removeContactTags",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id")),
     request_body = TagNames,
@@ -85,6 +87,7 @@ pub async fn remove_tags(
 
 /// Remove one tag from a contact.
 #[utoipa::path(
+    operation_id = "removeContactTag",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id"), ("tag" = String, Path, description = "Tag name")),
     responses(
@@ -120,6 +123,7 @@ fn attribute_key(raw: &str) -> Result<AttributeKey, ApiError> {
 
 /// Set one attribute value on a contact.
 #[utoipa::path(
+    operation_id = "setContactAttribute",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id"), ("key" = String, Path, description = "Attribute key")),
     request_body = AttributeValueInput,
@@ -166,6 +170,7 @@ fn value_pointer(err: ApiError) -> ApiError {
 
 /// Unset one attribute value on a contact.
 #[utoipa::path(
+    operation_id = "unsetContactAttribute",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id"), ("key" = String, Path, description = "Attribute key")),
     responses(

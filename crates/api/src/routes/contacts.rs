@@ -14,6 +14,7 @@ use crate::wire::page::{PageParams, encode_cursor};
 
 /// Create a contact.
 #[utoipa::path(
+    operation_id = "createContact",
     tag = "contacts",
     request_body = ContactInput,
     responses(
@@ -50,6 +51,7 @@ pub async fn create(
 
 /// List contacts in creation order, a page at a time.
 #[utoipa::path(
+    operation_id = "listContacts",
     tag = "contacts",
     params(PageParams),
     responses((status = 200, body = ContactPage), (status = 400, body = Problem), (status = 401, body = Problem)),
@@ -75,6 +77,7 @@ pub async fn list(
 
 /// Get one contact.
 #[utoipa::path(
+    operation_id = "getContact",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id")),
     responses((status = 200, body = Contact), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
@@ -95,6 +98,7 @@ pub async fn get(
 
 /// Update a contact: absent fields are left alone, `null` clears a field.
 #[utoipa::path(
+    operation_id = "updateContact",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id")),
     request_body = ContactInput,
@@ -132,6 +136,7 @@ pub async fn update(
 
 /// Delete a contact.
 #[utoipa::path(
+    operation_id = "deleteContact",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id")),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
@@ -153,6 +158,7 @@ pub async fn remove(
 
 /// Get up to 1,000 contacts by id in one call.
 #[utoipa::path(
+    operation_id = "batchGetContacts",
     tag = "contacts",
     request_body = BatchGetInput,
     responses(
@@ -187,6 +193,7 @@ pub async fn batch_get(
 /// creates it. Valid items are stored; each invalid one is reported with its
 /// index and reason, and the others are stored all the same.
 #[utoipa::path(
+    operation_id = "bulkUpsertContacts",
     tag = "contacts",
     request_body = BulkUpsertInput,
     responses(

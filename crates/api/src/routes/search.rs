@@ -14,6 +14,7 @@ use crate::wire::segment::SearchInput;
 ///
 /// The same tree can be saved as a dynamic segment with `POST /v1/segments`.
 #[utoipa::path(
+    operation_id = "searchContacts",
     tag = "contacts",
     request_body = SearchInput,
     responses(

@@ -61,6 +61,7 @@ async fn present(
 
 /// List the registered condition types, with their parameter schemas.
 #[utoipa::path(
+    operation_id = "listConditionTypes",
     tag = "segments",
     responses((status = 200, body = ConditionTypeList), (status = 401, body = Problem)),
     security(("api_key" = []))
@@ -80,6 +81,7 @@ pub async fn condition_types(_auth: Auth, state: web::Data<AppState>) -> HttpRes
 
 /// Create a static or dynamic segment.
 #[utoipa::path(
+    operation_id = "createSegment",
     tag = "segments",
     request_body = SegmentInput,
     responses(
@@ -124,6 +126,7 @@ pub async fn create(
 
 /// List segments with their member counts.
 #[utoipa::path(
+    operation_id = "listSegments",
     tag = "segments",
     params(PageParams),
     responses((status = 200, body = SegmentPage), (status = 400, body = Problem), (status = 401, body = Problem)),
@@ -163,6 +166,7 @@ pub async fn list(
 
 /// Get a segment with its member count.
 #[utoipa::path(
+    operation_id = "getSegment",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id")),
     responses((status = 200, body = Segment), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
@@ -184,6 +188,7 @@ pub async fn get(
 
 /// Rename a segment and/or replace a dynamic segment's conditions.
 #[utoipa::path(
+    operation_id = "updateSegment",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id")),
     request_body = SegmentPatch,
@@ -230,6 +235,7 @@ pub async fn update(
 
 /// Delete a segment. Refused while other segments refer to it.
 #[utoipa::path(
+    operation_id = "deleteSegment",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id")),
     responses(
@@ -253,6 +259,7 @@ pub async fn remove(
 
 /// List a segment's members, a page at a time, by contact id.
 #[utoipa::path(
+    operation_id = "listSegmentMembers",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id"), PageParams),
     responses(
@@ -350,6 +357,7 @@ async fn resolve_members(
 
 /// Add contacts to a static segment, by id and/or by name.
 #[utoipa::path(
+    operation_id = "addSegmentMembers",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id")),
     request_body = MembersInput,
@@ -373,6 +381,7 @@ pub async fn add_members(
 
 /// Remove contacts from a static segment, by id and/or by name.
 #[utoipa::path(
+    operation_id = "removeSegmentMembers",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id")),
     request_body = MembersInput,
@@ -423,6 +432,7 @@ async fn change_members(
 
 /// Count and sample the contacts a condition tree selects, without saving anything.
 #[utoipa::path(
+    operation_id = "previewSegment",
     tag = "segments",
     request_body = PreviewInput,
     responses(
@@ -479,6 +489,7 @@ pub async fn preview(
 
 /// Why a contact is, or is not, a member: the tree with each node's truth.
 #[utoipa::path(
+    operation_id = "explainSegmentMembership",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id"), ExplainParams),
     responses((status = 200, body = ExplainResult), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
@@ -549,6 +560,7 @@ pub(crate) fn membership_condition(
 
 /// Rebuild a segment's materialized set from the database now.
 #[utoipa::path(
+    operation_id = "rebuildSegment",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id")),
     responses(
@@ -589,6 +601,7 @@ pub async fn rebuild(
 /// Freeze a segment's current members under an immutable Redis key with a
 /// TTL, so a campaign iterates a fixed audience while membership moves on.
 #[utoipa::path(
+    operation_id = "createSegmentSnapshot",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id")),
     request_body = SnapshotInput,

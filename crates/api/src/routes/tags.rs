@@ -10,6 +10,7 @@ use crate::wire::tag::{BulkTagInput, BulkTagResult, Tag, TagPage, TagRename};
 
 /// List tags with their contact counts, in case-insensitive name order.
 #[utoipa::path(
+    operation_id = "listTags",
     tag = "tags",
     params(PageParams),
     responses((status = 200, body = TagPage), (status = 400, body = Problem), (status = 401, body = Problem)),
@@ -35,6 +36,7 @@ pub async fn list(
 
 /// Get one tag with its contact count.
 #[utoipa::path(
+    operation_id = "getTag",
     tag = "tags",
     params(("id" = i64, Path, description = "Tag id")),
     responses((status = 200, body = Tag), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
@@ -55,6 +57,7 @@ pub async fn get(
 
 /// Rename a tag.
 #[utoipa::path(
+    operation_id = "renameTag",
     tag = "tags",
     params(("id" = i64, Path, description = "Tag id")),
     request_body = TagRename,
@@ -86,6 +89,7 @@ pub async fn rename(
 
 /// Delete a tag, removing it from every contact.
 #[utoipa::path(
+    operation_id = "deleteTag",
     tag = "tags",
     params(("id" = i64, Path, description = "Tag id")),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
@@ -109,6 +113,7 @@ pub async fn remove(
 
 /// Tag up to 10,000 contacts at once, creating tags that do not exist yet.
 #[utoipa::path(
+    operation_id = "applyTags",
     tag = "tags",
     request_body = BulkTagInput,
     responses(
@@ -140,6 +145,7 @@ pub async fn apply(
 
 /// Untag up to 10,000 contacts at once.
 #[utoipa::path(
+    operation_id = "removeTags",
     tag = "tags",
     request_body = BulkTagInput,
     responses(
