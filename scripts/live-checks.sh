@@ -7,7 +7,9 @@
 #     use after delete (exceptions, each with its reason, in
 #     scripts/schemathesis.toml and below);
 #  2. the Python client generated from openapi/openapi.json runs
-#     openapi/examples/quickstart.py against the server.
+#     openapi/examples/quickstart.py against the server;
+#  3. Swagger UI in headless Chromium (once, on SQLite): "Try it out" on an
+#     operation sends that operation (tests/browser/swagger-ui.cjs).
 #
 # Uses the `segments` binary the test suite built (target/debug/segments),
 # a database and a Redis key prefix of its own, removed afterwards.
@@ -25,6 +27,8 @@ log() { printf '\033[1m[live-checks]\033[0m %s\n' "$*" >&2; }
 log "preparing Python tools"
 scripts/python-tools.sh "$venv"
 openapi/generate-sdk.sh "$target/sdk" >/dev/null
+log "preparing the browser"
+playwright="$(scripts/browser-tools.sh "$target/browser")"
 
 run_id="$(date +%s)_$$"
 work="$(mktemp -d)"
@@ -76,6 +80,11 @@ check() {
   log "$backend: generated SDK example"
   SEGMENTS_URL="http://127.0.0.1:$port" SEGMENTS_API_KEY="$key" PYTHONPATH="$target/sdk" \
     "$venv/bin/python" openapi/examples/quickstart.py
+
+  if [ "$backend" = sqlite ]; then
+    log "$backend: Swagger UI in Chromium"
+    PLAYWRIGHT_CORE="$playwright" node tests/browser/swagger-ui.cjs "http://127.0.0.1:$port" "$key"
+  fi
 
   kill -TERM "$server"
   wait "$server" || { cat "$work/$backend.log"; log "$backend: server did not stop cleanly"; exit 1; }

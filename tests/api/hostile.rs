@@ -104,7 +104,11 @@ fn hostile_for(spec: &Value, schema: &Value, name: &str) -> Vec<Value> {
         return out;
     }
     if name == "attributes" {
-        out.extend(hostile_strings().into_iter().map(|value| json!({"plan": value})));
+        out.extend(
+            hostile_strings()
+                .into_iter()
+                .map(|value| json!({"plan": value})),
+        );
     }
     if types.contains(&"string") {
         if schema["format"] == "date-time" || schema["format"] == "date" {

@@ -85,7 +85,13 @@ fn operation_ids_are_unique_and_say_what_they_do() {
         }
     }
     // Published ids stay: these are what generated SDKs call.
-    for id in ["listContacts", "createContact", "createSegment", "addSegmentMembers", "listApiKeys"] {
+    for id in [
+        "listContacts",
+        "createContact",
+        "createSegment",
+        "addSegmentMembers",
+        "listApiKeys",
+    ] {
         assert!(seen.contains_key(id), "{id} disappeared");
     }
 }
