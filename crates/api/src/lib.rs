@@ -6,6 +6,7 @@ pub mod extract;
 pub mod membership;
 pub mod metrics;
 pub mod openapi;
+mod openapi_bounds;
 pub mod problem;
 pub mod rate_limit;
 mod request_span;

@@ -58,7 +58,7 @@ use crate::wire;
         routes::api_keys::revoke,
     ),
     components(schemas(Problem, ProblemField, wire::attribute::AttributeKind)),
-    modifiers(&BearerAuth, &ProblemResponses),
+    modifiers(&BearerAuth, &ProblemResponses, &Bounds),
     tags(
         (name = "contacts", description = "Contacts, their tags and attribute values"),
         (name = "segments", description = "Static and dynamic segments, condition types, previews and explanations"),
@@ -87,6 +87,24 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// The bounds the server enforces, from the constants that enforce them
+/// (`openapi_bounds`).
+#[derive(Debug)]
+struct Bounds;
+
+impl Modify for Bounds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+            return;
+        };
+        crate::openapi_bounds::apply(&mut doc);
+        match serde_json::from_value(doc) {
+            Ok(updated) => *openapi = updated,
+            Err(e) => tracing::error!(error = %e, "OpenAPI bounds not applied"),
+        }
     }
 }
 

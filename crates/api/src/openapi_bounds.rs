@@ -1,0 +1,143 @@
+//! What the server enforces on strings, lists and numbers, stated in the
+//! spec from the constants that enforce it (`segments_domain::limits`), so
+//! that the two cannot drift and a generated client knows the bounds before
+//! it sends anything. Applied to the generated document as one modifier:
+//! each entry names where a bound sits and which rule it is.
+
+use segments_domain::limits::{
+    MAX_ATTRIBUTE_KEY_CHARS, MAX_BATCH_GET, MAX_BULK_TAG_CONTACTS, MAX_BULK_UPSERT,
+    MAX_LABEL_CHARS, MAX_NAME_CHARS, MAX_PAGE_SIZE, MAX_TAG_CHARS, MAX_TAGS_PER_REQUEST,
+};
+use serde_json::{Value, json};
+
+/// Text the domain trims and refuses when blank or holding control
+/// characters (`bounded_text`): at least one visible character, none in Cc.
+const VISIBLE_TEXT: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+/// `AttributeKey::parse`.
+const ATTRIBUTE_KEY: &str = "^[a-z][a-z0-9_]*$";
+
+fn tag() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": MAX_TAG_CHARS, "pattern": VISIBLE_TEXT})
+}
+
+fn label(max: usize) -> Value {
+    json!({"minLength": 1, "maxLength": max, "pattern": VISIBLE_TEXT})
+}
+
+fn attribute_key() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": MAX_ATTRIBUTE_KEY_CHARS, "pattern": ATTRIBUTE_KEY})
+}
+
+fn list(min: usize, max: usize) -> Value {
+    json!({"minItems": min, "maxItems": max})
+}
+
+/// Merges `extra` into the object at `target`, if there is one.
+fn merge(target: Option<&mut Value>, extra: Value) {
+    if let (Some(Value::Object(target)), Value::Object(extra)) = (target, extra) {
+        target.extend(extra);
+    }
+}
+
+/// The schema of `schema.property` in the document's components.
+fn property<'a>(doc: &'a mut Value, schema: &str, property: &str) -> Option<&'a mut Value> {
+    doc.pointer_mut(&format!(
+        "/components/schemas/{schema}/properties/{property}"
+    ))
+}
+
+pub(crate) fn apply(doc: &mut Value) {
+    let tags = [
+        ("TagNames", "tags"),
+        ("BulkTagInput", "tags"),
+        ("ContactInput", "tags"),
+    ];
+    for (schema, field) in tags {
+        // An empty list is accepted everywhere (and changes nothing).
+        merge(property(doc, schema, field), list(0, MAX_TAGS_PER_REQUEST));
+        if let Some(items) = property(doc, schema, field).and_then(|p| p.get_mut("items")) {
+            *items = tag();
+        }
+    }
+    merge(property(doc, "TagRename", "name"), label(MAX_TAG_CHARS));
+    merge(property(doc, "SegmentInput", "name"), label(MAX_NAME_CHARS));
+    merge(property(doc, "SegmentPatch", "name"), label(MAX_NAME_CHARS));
+    merge(property(doc, "ApiKeyInput", "name"), label(MAX_LABEL_CHARS));
+    merge(property(doc, "AttributeInput", "key"), attribute_key());
+    merge(
+        property(doc, "BulkTagInput", "contact_ids"),
+        list(0, MAX_BULK_TAG_CONTACTS),
+    );
+    merge(
+        property(doc, "BulkUpsertInput", "contacts"),
+        list(1, MAX_BULK_UPSERT),
+    );
+    merge(
+        property(doc, "BatchGetInput", "ids"),
+        list(1, MAX_BATCH_GET),
+    );
+    merge(
+        property(doc, "SearchInput", "limit"),
+        json!({"minimum": 1, "maximum": MAX_PAGE_SIZE}),
+    );
+    // Path and query parameters, wherever they appear.
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for operation in item.values_mut() {
+                let Some(parameters) = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut)
+                else {
+                    continue;
+                };
+                for parameter in parameters {
+                    let bound = match (parameter["in"].as_str(), parameter["name"].as_str()) {
+                        (Some("path"), Some("tag")) => tag(),
+                        (Some("path"), Some("key")) => attribute_key(),
+                        (Some("query"), Some("limit")) => {
+                            json!({"minimum": 1, "maximum": MAX_PAGE_SIZE})
+                        }
+                        _ => continue,
+                    };
+                    merge(parameter.get_mut("schema"), bound);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use segments_domain::{AttributeKey, Label, TagName};
+
+    use super::{ATTRIBUTE_KEY, VISIBLE_TEXT};
+
+    /// The patterns accept exactly what the parsers accept, on the cases
+    /// that tell them apart.
+    #[test]
+    fn the_patterns_agree_with_the_parsers() {
+        let visible = regex::Regex::new(VISIBLE_TEXT).unwrap();
+        for text in [
+            "vip", " vip ", "", " ", "\t", "a\u{1}b", "\u{85}", "ok\u{a0}", "\u{7f}x", "İ",
+        ] {
+            assert_eq!(
+                TagName::parse(text).is_ok(),
+                visible.is_match(text),
+                "{text:?}"
+            );
+            assert_eq!(
+                Label::parse(text).is_ok(),
+                visible.is_match(text),
+                "{text:?}"
+            );
+        }
+        let key = regex::Regex::new(ATTRIBUTE_KEY).unwrap();
+        for text in ["plan", "p2_x", "2p", "Plan", "", "a-b", "é"] {
+            assert_eq!(
+                AttributeKey::parse(text).is_ok(),
+                key.is_match(text),
+                "{text:?}"
+            );
+        }
+    }
+}
