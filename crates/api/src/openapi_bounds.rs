@@ -107,6 +107,7 @@ pub(crate) fn apply(doc: &mut Value) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a test: failing loudly is the point
 mod tests {
     use segments_domain::{AttributeKey, Label, TagName};
 
