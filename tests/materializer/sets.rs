@@ -119,6 +119,12 @@ async fn sets_follow_every_kind_of_write(backend: Backend) {
     // Counts and member lists now come from the sets.
     let seg = app.get(&format!("/v1/segments/{gold}")).await.expect(200);
     assert_eq!(seg["membership"]["source"], "materialized");
+    // Instants are written one way throughout the API: RFC 3339 in UTC, `Z`.
+    let built_at = seg["membership"]["built_at"].as_str().unwrap_or_default();
+    assert!(
+        built_at.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(built_at).is_ok(),
+        "{seg}"
+    );
     let members = app
         .get(&format!("/v1/segments/{gold}/members?limit=100"))
         .await

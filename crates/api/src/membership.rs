@@ -40,7 +40,7 @@ pub struct Membership {
     /// Changes applied to the set so far (materialized only).
     pub version: Option<u64>,
     /// When the set was last rebuilt in full (materialized only).
-    pub built_at: Option<String>,
+    pub built_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Members the reconciler found wrong and repaired (materialized only).
     pub repairs: Option<u64>,
 }
@@ -100,7 +100,13 @@ pub async fn count(
             count: Some(status.count),
             source: MembershipSource::Materialized,
             version: Some(status.version),
-            built_at: status.built_at,
+            // Stored as RFC 3339 text in the set's meta (a public
+            // contract); sent like every other instant of the API.
+            built_at: status
+                .built_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc)),
             repairs: Some(status.repairs),
         }),
         Ok(None) => Ok(Membership {
