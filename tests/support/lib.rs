@@ -92,14 +92,7 @@ impl Reply {
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
-        Self::spawn_with(
-            backend,
-            HttpSettings {
-                workers: 2,
-                ..HttpSettings::default()
-            },
-        )
-        .await
+        Self::spawn_with(backend, two_workers()).await
     }
 
     pub async fn spawn_with(backend: Backend, http: HttpSettings) -> Self {
@@ -125,17 +118,7 @@ impl TestApp {
         backend: Backend,
         tune: &dyn Fn(DatabaseSettings) -> DatabaseSettings,
     ) -> Self {
-        Self::start(
-            backend,
-            HttpSettings {
-                workers: 2,
-                ..HttpSettings::default()
-            },
-            Registry::builtin(),
-            None,
-            tune,
-        )
-        .await
+        Self::start(backend, two_workers(), Registry::builtin(), None, tune).await
     }
 
     /// Starts the app with a materializer on `redis_url` (a unique key
@@ -143,10 +126,7 @@ impl TestApp {
     pub async fn spawn_materialized(backend: Backend, redis_url: &str, workers: usize) -> Self {
         Self::start(
             backend,
-            HttpSettings {
-                workers: 2,
-                ..HttpSettings::default()
-            },
+            two_workers(),
             Registry::builtin(),
             Some((redis_url, workers)),
             &|s| s,
@@ -342,6 +322,15 @@ impl TestApp {
         )
         .await
         .expect(201)
+    }
+}
+
+/// The HTTP settings of test apps: two workers are enough, and keep the
+/// threads of many apps at once in bounds.
+fn two_workers() -> HttpSettings {
+    HttpSettings {
+        workers: 2,
+        ..HttpSettings::default()
     }
 }
 

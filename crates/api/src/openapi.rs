@@ -97,14 +97,24 @@ struct Bounds;
 
 impl Modify for Bounds {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let Ok(mut doc) = serde_json::to_value(&*openapi) else {
-            return;
-        };
-        crate::openapi_bounds::apply(&mut doc);
-        match serde_json::from_value(doc) {
-            Ok(updated) => *openapi = updated,
-            Err(e) => tracing::error!(error = %e, "OpenAPI bounds not applied"),
-        }
+        edit_as_json(openapi, "bounds", crate::openapi_bounds::apply);
+    }
+}
+
+/// Edits the document as JSON: utoipa's typed tree is awkward to walk
+/// generically; JSON is not. A failure leaves it as it was, and says so.
+fn edit_as_json(
+    openapi: &mut utoipa::openapi::OpenApi,
+    what: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+        return;
+    };
+    edit(&mut doc);
+    match serde_json::from_value(doc) {
+        Ok(updated) => *openapi = updated,
+        Err(e) => tracing::error!(error = %e, what, "OpenAPI edit not applied"),
     }
 }
 
@@ -117,24 +127,18 @@ struct ProblemResponses;
 
 impl Modify for ProblemResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        // utoipa's typed tree is awkward to walk generically; JSON is not.
-        let Ok(mut doc) = serde_json::to_value(&*openapi) else {
-            return;
-        };
-        if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
-            for item in paths.values_mut() {
-                let Some(item) = item.as_object_mut() else {
-                    continue;
-                };
-                for operation in item.values_mut() {
-                    problem_responses(operation);
+        edit_as_json(openapi, "problem responses", |doc| {
+            if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+                for item in paths.values_mut() {
+                    let Some(item) = item.as_object_mut() else {
+                        continue;
+                    };
+                    for operation in item.values_mut() {
+                        problem_responses(operation);
+                    }
                 }
             }
-        }
-        match serde_json::from_value(doc) {
-            Ok(updated) => *openapi = updated,
-            Err(e) => tracing::error!(error = %e, "OpenAPI problem responses not applied"),
-        }
+        });
     }
 }
 
