@@ -164,11 +164,13 @@ impl Analytics {
             _turn: turn,
         };
         let slot = lease.slot()?;
+        // Before BEGIN: the last query's lease left the slot's deadline
+        // expired (to stop what it abandoned), and the progress handler
+        // would interrupt this transaction's first statements too.
+        slot.deadline.set(timeout);
         let txn = crate::transactions::begin(&slot.db, crate::transactions::Purpose::Plain).await?;
         if self.backend == DbBackend::Postgres {
             crate::plan_per_call(&txn, Some(timeout)).await?;
-        } else {
-            slot.deadline.set(timeout);
         }
         Ok(Query {
             txn: Some(txn),
