@@ -6,8 +6,10 @@
 #     requests refused, 405 for undeclared methods, no ignored auth, no
 #     use after delete (exceptions, each with its reason, in
 #     scripts/schemathesis.toml and below);
-#  2. the Python client generated from openapi/openapi.json runs
-#     openapi/examples/quickstart.py against the server;
+#  2. the clients generated from openapi/openapi.json in two ecosystems —
+#     Python (openapi-python-client) and TypeScript (@hey-api/openapi-ts,
+#     compiled by tsc --strict) — run their quickstart examples
+#     (openapi/examples/) against the server;
 #  3. Swagger UI in headless Chromium (once, on SQLite): "Try it out" on an
 #     operation sends that operation (tests/browser/swagger-ui.cjs).
 #
@@ -27,6 +29,8 @@ log() { printf '\033[1m[live-checks]\033[0m %s\n' "$*" >&2; }
 log "preparing Python tools"
 scripts/python-tools.sh "$venv"
 openapi/generate-sdk.sh "$target/sdk" >/dev/null
+log "generating and compiling the TypeScript client"
+openapi/generate-ts-sdk.sh "$target/ts-sdk" >/dev/null
 log "preparing the browser"
 playwright="$(scripts/browser-tools.sh "$target/browser")"
 
@@ -77,9 +81,11 @@ check() {
     --seed "${FUZZ_SEED:-1}" \
     --no-color)
 
-  log "$backend: generated SDK example"
+  log "$backend: generated SDK examples"
   SEGMENTS_URL="http://127.0.0.1:$port" SEGMENTS_API_KEY="$key" PYTHONPATH="$target/sdk" \
     "$venv/bin/python" openapi/examples/quickstart.py
+  SEGMENTS_URL="http://127.0.0.1:$port" SEGMENTS_API_KEY="$key" \
+    node "$target/ts-sdk/dist/quickstart.js"
 
   if [ "$backend" = sqlite ]; then
     log "$backend: Swagger UI in Chromium"

@@ -21,9 +21,13 @@ from segments_client.api.contacts import create_contact
 from segments_client.api.segments import create_segment, get_segment
 from segments_client.api.segments import list_segment_members as list_members
 from segments_client.models import (
+    AttributeCondition,
+    AttributeConditionParams,
+    AttributeConditionParamsOp,
+    AttributeConditionType,
     AttributeInput,
     AttributeKind,
-    ConditionTree,
+    ConditionAll,
     ContactInput,
     ContactInputAttributesType0,
     ContactPage,
@@ -31,6 +35,10 @@ from segments_client.models import (
     Segment,
     SegmentInput,
     SegmentKind,
+    TagCondition,
+    TagConditionParams,
+    TagConditionParamsOp,
+    TagConditionType,
 )
 
 
@@ -87,16 +95,22 @@ def main() -> None:
             ids[name] = expect(contact, object, f"create {name}").id
         print(f"created contacts {ids}")
 
-        conditions = ConditionTree.from_dict(
-            {
-                "all": [
-                    {"type": "tag", "params": {"op": "has_any", "tags": [tag]}},
-                    {
-                        "type": "attribute",
-                        "params": {"key": plan, "op": "in", "values": ["gold", "silver"]},
-                    },
-                ]
-            }
+        # The tree is typed from the spec: groups, and one class per
+        # condition type with its own params (a misspelled operator is not
+        # an enum member).
+        conditions = ConditionAll(
+            all_=[
+                TagCondition(
+                    type_=TagConditionType.TAG,
+                    params=TagConditionParams(op=TagConditionParamsOp.HAS_ANY, tags=[tag]),
+                ),
+                AttributeCondition(
+                    type_=AttributeConditionType.ATTRIBUTE,
+                    params=AttributeConditionParams(
+                        key=plan, op=AttributeConditionParamsOp.IN, values=["gold", "silver"]
+                    ),
+                ),
+            ]
         )
         segment = expect(
             create_segment.sync(

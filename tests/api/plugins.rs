@@ -14,13 +14,39 @@ async fn the_email_domain_plugin_works_through_the_api(backend: Backend) {
     let app = TestApp::spawn_full(backend, HttpSettings::default(), builder.build()).await;
 
     let types = app.get("/v1/condition-types").await.expect(200);
+    let listed = types["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "email_domain")
+        .cloned()
+        .expect("the plugin is listed");
+
+    // The served document describes the plugin's leaf with the schema the
+    // type list gives, in the tree every segment field refers to; the
+    // checked-in document (built-ins only) does not.
+    let spec = app.get("/openapi.json").await.expect(200);
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["EmailDomainConditionParams"],
+        listed["params_schema"]
+    );
+    assert_eq!(
+        schemas["EmailDomainCondition"]["properties"]["type"]["enum"],
+        json!(["email_domain"])
+    );
+    assert_eq!(
+        schemas["ConditionLeaf"]["discriminator"]["mapping"]["email_domain"],
+        "#/components/schemas/EmailDomainCondition"
+    );
     assert!(
-        types["items"]
+        schemas["ConditionLeaf"]["oneOf"]
             .as_array()
             .unwrap()
-            .iter()
-            .any(|t| t["name"] == "email_domain")
+            .contains(&json!({"$ref": "#/components/schemas/EmailDomainCondition"}))
     );
+    let builtin = segments_api::openapi::document(&segments_conditions::Registry::builtin());
+    assert!(!builtin.contains("EmailDomainCondition"));
 
     app.contact(json!({"email": "ana@Example.com"})).await;
     app.contact(json!({"email": "bo@example.org"})).await;
@@ -67,6 +93,8 @@ async fn the_email_domain_plugin_works_through_the_api(backend: Backend) {
 
 async fn without_the_plugin_its_type_is_unknown(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    let spec = app.get("/openapi.json").await.expect(200);
+    assert!(spec["components"]["schemas"]["EmailDomainCondition"].is_null());
     let tree = json!({"type": "email_domain", "params": {"domains": ["example.com"]}});
     let problem = app
         .post("/v1/segments/preview", json!({"conditions": tree}))

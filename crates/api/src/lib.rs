@@ -7,6 +7,7 @@ pub mod membership;
 pub mod metrics;
 pub mod openapi;
 mod openapi_bounds;
+mod openapi_conditions;
 pub mod problem;
 pub mod rate_limit;
 mod request_span;
@@ -165,7 +166,11 @@ pub fn configure(
     state: web::Data<AppState>,
     http: HttpSettings,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    // The document of this process's registry, so that a plugin it
+    // registered is documented where it is accepted.
+    let spec = Arc::new(openapi::document_for(state.store.registry()));
     move |cfg: &mut web::ServiceConfig| {
+        let served = spec.clone();
         cfg.app_data(state.clone())
             .app_data(BodyLimit {
                 default: http.max_body_bytes,
@@ -174,7 +179,13 @@ pub fn configure(
             .app_data(extract::params::path_config())
             .service(routes::health::healthz)
             .service(routes::health::readyz)
-            .route("/openapi.json", web::get().to(openapi_json))
+            .route(
+                "/openapi.json",
+                web::get().to(move || {
+                    let spec = served.clone();
+                    async move { HttpResponse::Ok().json(&*spec) }
+                }),
+            )
             .route(
                 "/swagger-ui",
                 web::get().to(|| async {
@@ -183,9 +194,7 @@ pub fn configure(
                         .finish()
                 }),
             )
-            .service(
-                SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", openapi::spec().clone()),
-            )
+            .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", (*spec).clone()))
             // Literal paths before `{id}` ones, so `batch-get` is never read as an id.
             .service(routes::contacts::bulk_upsert)
             .service(routes::tags::apply)
@@ -227,10 +236,6 @@ pub fn configure(
             .service(routes::api_keys::create)
             .service(routes::api_keys::revoke);
     }
-}
-
-async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(openapi::spec())
 }
 
 async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -1,5 +1,6 @@
 //! The OpenAPI document, generated from the handlers and wire types.
 
+use segments_conditions::Registry;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -218,16 +219,25 @@ fn reason(status: &str) -> String {
         .to_owned()
 }
 
-/// The document, built once per process: generating it walks every
-/// handler and runs the modifiers (a JSON round trip), and Swagger UI asks
-/// for it once per HTTP worker thread.
-pub fn spec() -> &'static utoipa::openapi::OpenApi {
-    static SPEC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
-    SPEC.get_or_init(ApiDoc::openapi)
+/// The document for a process whose condition types are `registry`'s:
+/// every route, and the condition tree those types accept.
+pub fn document_for(registry: &Registry) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    edit_as_json(&mut doc, "condition types", |doc| {
+        crate::openapi_conditions::apply(doc, registry);
+    });
+    doc
 }
 
-/// The document as pretty JSON with a trailing newline: the form checked in
-/// at `openapi/openapi.json`.
+/// The document with the built-in condition types, built once per process
+/// (generating it walks every handler and runs the modifiers, a JSON round
+/// trip): what `openapi/openapi.json` holds, and the list of routes that
+/// [`allowed_methods`] reads.
+pub fn spec() -> &'static utoipa::openapi::OpenApi {
+    static SPEC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| document_for(&Registry::builtin()))
+}
+
 /// The methods the API serves on `path` (a concrete request path), from
 /// the spec — the one list of routes — or `None` if no route has it.
 pub fn allowed_methods(path: &str) -> Option<Vec<String>> {
@@ -271,8 +281,10 @@ pub fn allowed_methods(path: &str) -> Option<Vec<String>> {
     )
 }
 
-pub fn document() -> String {
-    let mut json = spec()
+/// `document` as pretty JSON with a trailing newline: the form checked in
+/// at `openapi/openapi.json` (with the built-in types).
+pub fn document(registry: &Registry) -> String {
+    let mut json = document_for(registry)
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     json.push('\n');

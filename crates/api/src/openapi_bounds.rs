@@ -4,17 +4,14 @@
 //! it sends anything. Applied to the generated document as one modifier:
 //! each entry names where a bound sits and which rule it is.
 
+use segments_domain::attribute::ATTRIBUTE_KEY_PATTERN as ATTRIBUTE_KEY;
 use segments_domain::limits::{
-    MAX_ATTRIBUTE_KEY_CHARS, MAX_BATCH_GET, MAX_BULK_TAG_CONTACTS, MAX_BULK_UPSERT,
-    MAX_LABEL_CHARS, MAX_NAME_CHARS, MAX_PAGE_SIZE, MAX_TAG_CHARS, MAX_TAGS_PER_REQUEST,
+    MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTES_PER_REQUEST, MAX_BATCH_GET, MAX_BULK_TAG_CONTACTS,
+    MAX_BULK_UPSERT, MAX_LABEL_CHARS, MAX_NAME_CHARS, MAX_PAGE_SIZE, MAX_TAG_CHARS,
+    MAX_TAGS_PER_REQUEST,
 };
+use segments_domain::text::VISIBLE_TEXT_PATTERN as VISIBLE_TEXT;
 use serde_json::{Value, json};
-
-/// Text the domain trims and refuses when blank or holding control
-/// characters (`bounded_text`): at least one visible character, none in Cc.
-const VISIBLE_TEXT: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
-/// `AttributeKey::parse`.
-const ATTRIBUTE_KEY: &str = "^[a-z][a-z0-9_]*$";
 
 fn tag() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": MAX_TAG_CHARS, "pattern": VISIBLE_TEXT})
@@ -64,6 +61,16 @@ pub(crate) fn apply(doc: &mut Value) {
     merge(property(doc, "SegmentPatch", "name"), label(MAX_NAME_CHARS));
     merge(property(doc, "ApiKeyInput", "name"), label(MAX_LABEL_CHARS));
     merge(property(doc, "AttributeInput", "key"), attribute_key());
+    for schema in ["Contact", "ContactInput"] {
+        merge(
+            property(doc, schema, "attributes"),
+            json!({"propertyNames": attribute_key()}),
+        );
+    }
+    merge(
+        property(doc, "ContactInput", "attributes"),
+        json!({"maxProperties": MAX_ATTRIBUTES_PER_REQUEST}),
+    );
     merge(
         property(doc, "BulkTagInput", "contact_ids"),
         list(0, MAX_BULK_TAG_CONTACTS),

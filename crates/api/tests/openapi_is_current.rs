@@ -4,7 +4,7 @@
 #[test]
 fn the_checked_in_openapi_document_is_current() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/openapi.json");
-    let generated = segments_api::openapi::document();
+    let generated = segments_api::openapi::document(&segments_conditions::Registry::builtin());
     if std::env::var_os("SEGMENTS_UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, &generated)
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
@@ -20,8 +20,10 @@ fn the_checked_in_openapi_document_is_current() {
 
 #[test]
 fn every_operation_documents_its_errors_as_problems() {
-    let doc: serde_json::Value =
-        serde_json::from_str(&segments_api::openapi::document()).unwrap_or_default();
+    let doc: serde_json::Value = serde_json::from_str(&segments_api::openapi::document(
+        &segments_conditions::Registry::builtin(),
+    ))
+    .unwrap_or_default();
     let paths = doc["paths"].as_object().cloned().unwrap_or_default();
     assert!(paths.len() > 10);
     for (path, item) in paths {
@@ -62,8 +64,10 @@ fn every_operation_documents_its_errors_as_problems() {
 /// what it does (verb first, then the resource), and once published stays.
 #[test]
 fn operation_ids_are_unique_and_say_what_they_do() {
-    let doc: serde_json::Value =
-        serde_json::from_str(&segments_api::openapi::document()).unwrap_or_default();
+    let doc: serde_json::Value = serde_json::from_str(&segments_api::openapi::document(
+        &segments_conditions::Registry::builtin(),
+    ))
+    .unwrap_or_default();
     let mut seen = std::collections::BTreeMap::new();
     for (path, item) in doc["paths"].as_object().cloned().unwrap_or_default() {
         for (method, op) in item.as_object().cloned().unwrap_or_default() {
@@ -93,5 +97,75 @@ fn operation_ids_are_unique_and_say_what_they_do() {
         "listApiKeys",
     ] {
         assert!(seen.contains_key(id), "{id} disappeared");
+    }
+}
+
+/// Where the server takes a known shape, the spec says which: a bare
+/// `{"type": "object"}` (or values of any type) makes generated clients
+/// hand-write types and refuse valid input (`{"value": 25}` needed a cast).
+/// The one exception is a JSON Schema document itself.
+#[test]
+fn no_schema_is_an_untyped_object() {
+    fn walk(value: &serde_json::Value, at: &str, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(object) => {
+                let shaped = [
+                    "properties",
+                    "oneOf",
+                    "anyOf",
+                    "allOf",
+                    "$ref",
+                    "additionalProperties",
+                ]
+                .iter()
+                .any(|k| object.contains_key(*k));
+                let is_object = object.get("type") == Some(&serde_json::json!("object"));
+                let untyped_values = matches!(
+                    object.get("additionalProperties"),
+                    Some(serde_json::Value::Bool(true))
+                ) || object.get("additionalProperties")
+                    == Some(&serde_json::json!({}));
+                if (is_object && !shaped) || untyped_values {
+                    found.push(at.to_owned());
+                }
+                for (key, child) in object {
+                    walk(child, &format!("{at}/{key}"), found);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(child, &format!("{at}/{i}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let doc: serde_json::Value = serde_json::from_str(&segments_api::openapi::document(
+        &segments_conditions::Registry::builtin(),
+    ))
+    .unwrap_or_default();
+    let mut found = Vec::new();
+    walk(&doc, "", &mut found);
+    // A condition type's `params_schema` is a JSON Schema: any object.
+    found.retain(|at| at != "/components/schemas/ConditionType/properties/params_schema");
+    assert!(found.is_empty(), "untyped objects at {found:#?}");
+    // And the tree is a tree: groups and one leaf per condition type.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["ConditionTree"]["oneOf"].as_array().map(Vec::len),
+        Some(4)
+    );
+    for name in [
+        "attribute",
+        "channel",
+        "first_contacted",
+        "opt_in",
+        "segment",
+        "tag",
+    ] {
+        assert!(
+            schemas["ConditionLeaf"]["discriminator"]["mapping"][name].is_string(),
+            "{name} is not a leaf of the tree"
+        );
     }
 }

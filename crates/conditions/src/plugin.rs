@@ -21,13 +21,13 @@ pub trait ConditionType: Send + Sync + 'static {
     /// One sentence for UIs.
     fn description(&self) -> &'static str;
 
-    /// A JSON Schema (draft 2020-12) of `params`, for filter builders and SDKs.
+    /// A JSON Schema (draft 2020-12) of `params`, for filter builders, the
+    /// OpenAPI document and the SDKs generated from it. Derive it from the
+    /// type [`ConditionType::parse`] deserialises `params` into, with
+    /// [`crate::builtin::params::schema_of`], so that the two cannot drift.
+    /// The values of `properties.op.enum`, if any, are listed as the type's
+    /// operators.
     fn params_schema(&self) -> Value;
-
-    /// The operators `params.op` accepts, if the type has operators.
-    fn operators(&self) -> &'static [&'static str] {
-        &[]
-    }
 
     /// Validates `params` into a condition. Violations point into `params`
     /// (the engine prefixes the leaf's location).

@@ -64,7 +64,8 @@ pub struct TypeInfo {
     pub name: &'static str,
     pub description: &'static str,
     pub params_schema: Value,
-    pub operators: &'static [&'static str],
+    /// The values `params.op` takes, read from the schema.
+    pub operators: Vec<String>,
 }
 
 impl Registry {
@@ -83,11 +84,23 @@ impl Registry {
     pub fn list(&self) -> Vec<TypeInfo> {
         self.types
             .values()
-            .map(|t| TypeInfo {
-                name: t.name(),
-                description: t.description(),
-                params_schema: t.params_schema(),
-                operators: t.operators(),
+            .map(|t| {
+                let params_schema = t.params_schema();
+                let operators = params_schema
+                    .pointer("/properties/op/enum")
+                    .and_then(Value::as_array)
+                    .map(|ops| {
+                        ops.iter()
+                            .filter_map(|op| op.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                TypeInfo {
+                    name: t.name(),
+                    description: t.description(),
+                    params_schema,
+                    operators,
+                }
             })
             .collect()
     }

@@ -15,6 +15,10 @@ use crate::violation::FieldError;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AttributeKey(String);
 
+/// A regular expression for what [`AttributeKey::parse`] accepts (besides
+/// its length), for schemas.
+pub const ATTRIBUTE_KEY_PATTERN: &str = "^[a-z][a-z0-9_]*$";
+
 impl AttributeKey {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let len = raw.chars().count();

@@ -44,6 +44,10 @@ macro_rules! string_newtype {
 pub struct Channel(String);
 string_newtype!(Channel);
 
+/// A regular expression for what [`Channel::parse`] accepts once trimmed
+/// (besides its length), for schemas.
+pub const CHANNEL_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
+
 impl Channel {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let value = raw.trim();

@@ -5,6 +5,12 @@ use std::fmt;
 use crate::limits::{MAX_LABEL_CHARS, MAX_TAG_CHARS};
 use crate::violation::FieldError;
 
+/// A regular expression (ECMA-262, as JSON Schema reads it) for the text
+/// [`TagName::parse`] and [`Label::parse`] accept: at least one visible
+/// character and no control character. Schemas state it; the parsers are
+/// the rule (a test holds the two together).
+pub const VISIBLE_TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+
 /// Refuses text that a database cannot store alike: PostgreSQL rejects NUL
 /// (U+0000) in `text` where SQLite keeps it, so a value accepted on one
 /// backend would fail on the other. Free text (attribute values, names

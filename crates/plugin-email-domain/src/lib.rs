@@ -18,8 +18,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use sea_query::{Expr, ExprTrait};
-use segments_conditions::builtin::params::{check_list_len, fail, parse};
+use segments_conditions::builtin::params::{check_list_len, fail, parse, schema_of};
 use segments_conditions::sql::{Contacts, contact};
 use segments_conditions::{
     Condition, ConditionType, ContactSnapshot, DataRef, EvalContext, ParseContext, SqlContext,
@@ -27,13 +28,22 @@ use segments_conditions::{
 };
 use segments_domain::Violations;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const MAX_DOMAINS: usize = 100;
 
-#[derive(Debug, Deserialize)]
+/// A domain name's form, for the schema: what [`domain`] accepts before
+/// folding case.
+const DOMAIN_PATTERN: &str = "^[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$";
+
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
+    /// Domain names such as `example.com`, compared case-insensitively.
+    #[schemars(
+        length(min = 1, max = MAX_DOMAINS),
+        inner(length(max = 253), pattern(DOMAIN_PATTERN))
+    )]
     domains: Vec<String>,
 }
 
@@ -73,17 +83,7 @@ impl ConditionType for EmailDomainCondition {
     }
 
     fn params_schema(&self) -> Value {
-        json!({
-            "type": "object",
-            "required": ["domains"],
-            "additionalProperties": false,
-            "properties": {
-                "domains": {
-                    "type": "array", "minItems": 1, "maxItems": MAX_DOMAINS,
-                    "items": {"type": "string", "pattern": "^[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$"}
-                }
-            }
-        })
+        schema_of::<Params>()
     }
 
     fn parse(

@@ -102,7 +102,7 @@ enum WorkspaceCommand {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Openapi = cli.command {
-        print!("{}", segments_api::openapi::document());
+        print!("{}", segments_api::openapi::document(&registry()));
         return Ok(());
     }
     let settings = Settings::load(&cli.config_dir).context("loading configuration")?;
@@ -118,11 +118,17 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
+/// The one registry of condition types: the API, the workers and the
+/// OpenAPI document all read it, so a type registered here is known to
+/// each. A deployment's plugins register here.
+fn registry() -> Registry {
+    Registry::builtin()
+}
+
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
-    // The one registry of condition types: the API and every worker read
-    // through this store (or another over the same registry), so a type
-    // registered here is known to both.
-    let store = Store::connect(&settings.database(), Arc::new(Registry::builtin()))
+    // The API and every worker read through this store (or another over
+    // the same registry).
+    let store = Store::connect(&settings.database(), Arc::new(registry()))
         .await
         .context("connecting to the database")?;
     match command {

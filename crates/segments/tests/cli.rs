@@ -60,7 +60,7 @@ fn openapi_prints_the_document() {
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        segments_api::openapi::document()
+        segments_api::openapi::document(&segments_conditions::Registry::builtin())
     );
 }
 

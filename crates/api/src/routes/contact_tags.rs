@@ -143,14 +143,8 @@ pub async fn set_attribute(
 ) -> Result<HttpResponse, ApiError> {
     let (id, key) = path.into_inner();
     let key = attribute_key(&key)?;
-    if body.0.value.is_null() {
-        return Err(ApiError::Validation(Violations::one(
-            segments_domain::FieldError::new("required", "use DELETE to unset a value")
-                .at("/value"),
-        )));
-    }
     let mut patch = ContactPatch::default();
-    patch.attributes.insert(key, Some(body.0.value));
+    patch.attributes.insert(key, Some(body.0.value.into_json()));
     apply(auth, &state, id, patch).await.map_err(value_pointer)
 }
 

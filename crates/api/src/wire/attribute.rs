@@ -72,8 +72,66 @@ pub struct AttributeList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeValueInput {
-    /// A value of the attribute's type: a string (text), a number, a boolean,
-    /// or an RFC 3339 date-time / `YYYY-MM-DD` date.
-    #[schema(value_type = Object)]
-    pub value: serde_json::Value,
+    pub value: AttributeScalar,
+}
+
+/// A value of a custom attribute: a string (text, or a date as an RFC 3339
+/// date-time or `YYYY-MM-DD`), a number or a boolean, as the attribute's
+/// type says.
+// Any of the three is read here; whether it fits the attribute's type is
+// the domain's check (`AttributeType::parse_value`), which knows the type
+// and says what it expected.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum AttributeScalar {
+    Text(String),
+    #[schema(value_type = f64)]
+    Number(serde_json::Number),
+    Boolean(bool),
+}
+
+impl AttributeScalar {
+    /// The value as the store reads it.
+    pub fn into_json(self) -> serde_json::Value {
+        match self {
+            Self::Text(s) => serde_json::Value::String(s),
+            Self::Number(n) => serde_json::Value::Number(n),
+            Self::Boolean(b) => serde_json::Value::Bool(b),
+        }
+    }
+
+    /// A stored value as sent (dates as RFC 3339 text); `None` for what no
+    /// attribute can hold.
+    pub fn from_json(value: serde_json::Value) -> Option<Self> {
+        match value {
+            serde_json::Value::String(s) => Some(Self::Text(s)),
+            serde_json::Value::Number(n) => Some(Self::Number(n)),
+            serde_json::Value::Bool(b) => Some(Self::Boolean(b)),
+            _ => None,
+        }
+    }
+}
+
+/// A new value for an attribute, or `null` to unset it.
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct AttributeChange(pub Option<AttributeScalar>);
+
+impl<'de> Deserialize<'de> for AttributeScalar {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let kind = match &value {
+            // Only a single value can be null here: an attribute map's
+            // nulls (unset) never reach this type.
+            serde_json::Value::Null => "null (use DELETE to unset a value)",
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::Object(_) => "an object",
+            _ => "",
+        };
+        Self::from_json(value).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "expected a string, a number or a boolean, got {kind}"
+            ))
+        })
+    }
 }

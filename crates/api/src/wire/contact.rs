@@ -12,6 +12,7 @@ use segments_store::BulkOutcome;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::attribute::{AttributeChange, AttributeScalar};
 use super::nullable;
 use super::tag::parse_tags;
 use crate::problem::ProblemField;
@@ -33,8 +34,7 @@ pub struct Contact {
     /// Tag names, sorted case-insensitively.
     pub tags: Vec<String>,
     /// Attribute values by key.
-    #[schema(value_type = Object, additional_properties)]
-    pub attributes: BTreeMap<String, serde_json::Value>,
+    pub attributes: BTreeMap<String, AttributeScalar>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -56,7 +56,7 @@ impl From<DomainContact> for Contact {
             attributes: c
                 .attributes
                 .iter()
-                .map(|(k, v)| (k.clone(), v.to_json()))
+                .filter_map(|(k, v)| Some((k.clone(), AttributeScalar::from_json(v.to_json())?)))
                 .collect(),
             created_at: c.created_at.get(),
             updated_at: c.updated_at.get(),
@@ -105,8 +105,7 @@ pub struct ContactInput {
     /// The contact's whole tag set (at most 100 names).
     pub tags: Option<Vec<String>>,
     /// Attribute values by key; `null` unsets a key.
-    #[schema(value_type = Option<Object>, additional_properties)]
-    pub attributes: Option<BTreeMap<String, serde_json::Value>>,
+    pub attributes: Option<BTreeMap<String, AttributeChange>>,
 }
 
 fn opt<T>(
@@ -156,7 +155,7 @@ impl ContactInput {
         for (key, value) in raw_attributes {
             let pointer = format!("/attributes/{}", pointer_token(&key));
             if let Some(key) = v.check(&pointer, AttributeKey::parse(&key)) {
-                attributes.insert(key, (!value.is_null()).then_some(value));
+                attributes.insert(key, value.0.map(AttributeScalar::into_json));
             }
         }
         v.into_result(ContactPatch {

@@ -23,6 +23,9 @@ pub enum SegmentKind {
 /// and 100 conditions by default. Example:
 /// `{"all": [{"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}},
 /// {"type": "opt_in", "params": {"opted_in": true}}]}`
+// Its schema here is a placeholder: which leaves a tree takes depends on the
+// condition types registered at run time, so `openapi_conditions` writes
+// the tree into the document from the registry.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(value_type = Object, example = json!({"all": [
     {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}},
@@ -198,7 +201,7 @@ impl From<TypeInfo> for ConditionType {
         Self {
             name: t.name.to_owned(),
             description: t.description.to_owned(),
-            operators: t.operators.iter().map(|o| (*o).to_owned()).collect(),
+            operators: t.operators,
             params_schema: t.params_schema,
         }
     }

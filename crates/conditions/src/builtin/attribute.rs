@@ -7,15 +7,19 @@
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use sea_query::{Expr, ExprTrait, Func, Query};
-use segments_domain::limits::MAX_TEXT_VALUE_CHARS;
+use segments_domain::attribute::ATTRIBUTE_KEY_PATTERN;
+use segments_domain::limits::{MAX_ATTRIBUTE_KEY_CHARS, MAX_TEXT_VALUE_CHARS};
 use segments_domain::{AttributeId, AttributeType, AttributeValue, Timestamp, Violations};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::dates::DatePredicate;
 use super::first_contacted::days;
-use super::params::{MAX_DAYS, check_list_len, fail, parse};
+use super::params::{
+    MAX_DAYS, bound_schema, check_list_len, fail, parse, scalar_schema, schema_of,
+};
 use crate::ContactSnapshot;
 use crate::plugin::{
     Backend, Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
@@ -45,15 +49,38 @@ const OPERATORS: &[&str] = &[
     "not_exists",
 ];
 
-#[derive(Debug, Deserialize)]
+/// Which operators apply, and the fields each reads, depend on the
+/// attribute's type: text: eq, ne, contains, starts_with (value), in,
+/// not_in (values); number: eq, ne, lt, le, gt, ge (value), between (min,
+/// max); boolean: is (value); date: before, after (value), between (min,
+/// max), within_last_days, more_than_days_ago (days); any type: exists,
+/// not_exists.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
+    /// A declared attribute's key.
+    #[schemars(length(min = 1, max = MAX_ATTRIBUTE_KEY_CHARS), pattern(ATTRIBUTE_KEY_PATTERN))]
     key: String,
+    #[schemars(extend("enum" = OPERATORS))]
     op: String,
+    /// A value of the attribute's type (dates as RFC 3339 or `YYYY-MM-DD`).
+    #[schemars(schema_with = "scalar_schema")]
+    #[serde(default)]
     value: Option<Value>,
+    /// `in`, `not_in`: text values.
+    #[schemars(schema_with = "text_values_schema")]
+    #[serde(default)]
     values: Option<Vec<Value>>,
+    /// `between`: the lower bound (inclusive), a number or a date.
+    #[schemars(schema_with = "bound_schema")]
+    #[serde(default)]
     min: Option<Value>,
+    /// `between`: the upper bound (inclusive), a number or a date.
+    #[schemars(schema_with = "bound_schema")]
+    #[serde(default)]
     max: Option<Value>,
+    /// `within_last_days`, `more_than_days_ago`.
+    #[schemars(range(max = MAX_DAYS))]
     days: Option<u32>,
 }
 
@@ -133,6 +160,17 @@ fn operators_for(ty: AttributeType) -> &'static [&'static str] {
             "not_exists",
         ],
     }
+}
+
+/// `values` is read as JSON values so that a wrong type is reported with
+/// the attribute's type in mind ([`text`]); its schema says what passes.
+fn text_values_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["array", "null"],
+        "minItems": 1,
+        "maxItems": MAX_VALUES,
+        "items": {"type": "string", "maxLength": MAX_TEXT_VALUE_CHARS}
+    })
 }
 
 fn required<'a>(v: Option<&'a Value>, pointer: &str) -> Result<&'a Value, Violations> {
@@ -333,26 +371,8 @@ impl ConditionType for AttributeCondition {
         "Contacts whose custom attribute matches: operators depend on the attribute's type. A contact without the attribute matches only `not_exists`."
     }
 
-    fn operators(&self) -> &'static [&'static str] {
-        OPERATORS
-    }
-
     fn params_schema(&self) -> Value {
-        json!({
-            "type": "object",
-            "required": ["key", "op"],
-            "additionalProperties": false,
-            "description": "text: eq, ne, contains, starts_with (value), in, not_in (values); number: eq, ne, lt, le, gt, ge (value), between (min, max); boolean: is (value); date: before, after (value), between (min, max), within_last_days, more_than_days_ago (days); any type: exists, not_exists.",
-            "properties": {
-                "key": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "maxLength": 64},
-                "op": {"enum": OPERATORS},
-                "value": {"type": ["string", "number", "boolean"]},
-                "values": {"type": "array", "minItems": 1, "maxItems": MAX_VALUES, "items": {"type": "string"}},
-                "min": {"type": ["string", "number"]},
-                "max": {"type": ["string", "number"]},
-                "days": {"type": "integer", "minimum": 0, "maximum": MAX_DAYS}
-            }
-        })
+        schema_of::<Params>()
     }
 
     fn parse(

@@ -4,12 +4,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use sea_query::{Expr, ExprTrait};
+use segments_domain::contact::CHANNEL_PATTERN;
+use segments_domain::limits::MAX_CHANNEL_CHARS;
 use segments_domain::{Channel, Violations};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::params::{check_list_len, fail, parse};
+use super::params::{check_list_len, fail, parse, schema_of};
 use crate::ContactSnapshot;
 use crate::plugin::{
     Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
@@ -18,17 +21,22 @@ use crate::sql::{Contacts, contact};
 
 const MAX_CHANNELS: usize = 50;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum Op {
     In,
     NotIn,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
     op: Op,
+    /// Channel identifiers such as `whatsapp`, `sms` or `email`.
+    #[schemars(
+        length(min = 1, max = MAX_CHANNELS),
+        inner(length(min = 1, max = MAX_CHANNEL_CHARS), pattern(CHANNEL_PATTERN))
+    )]
     channels: Vec<String>,
 }
 
@@ -51,23 +59,8 @@ impl ConditionType for ChannelCondition {
         "Contacts whose channel (whatsapp, sms, email…) is, or is not, one of a list. Contacts without a channel match neither."
     }
 
-    fn operators(&self) -> &'static [&'static str] {
-        &["in", "not_in"]
-    }
-
     fn params_schema(&self) -> Value {
-        json!({
-            "type": "object",
-            "required": ["op", "channels"],
-            "additionalProperties": false,
-            "properties": {
-                "op": {"enum": self.operators()},
-                "channels": {
-                    "type": "array", "minItems": 1, "maxItems": MAX_CHANNELS,
-                    "items": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$", "maxLength": 32}
-                }
-            }
-        })
+        schema_of::<Params>()
     }
 
     fn parse(

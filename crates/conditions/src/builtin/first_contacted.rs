@@ -4,20 +4,21 @@
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use sea_query::{Expr, ExprTrait};
 use segments_domain::{Timestamp, Violations};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::dates::DatePredicate;
-use super::params::{MAX_DAYS, check_days, fail, parse};
+use super::params::{MAX_DAYS, check_days, fail, parse, schema_of};
 use crate::ContactSnapshot;
 use crate::plugin::{
     Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
 };
 use crate::sql::{Contacts, contact};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum Op {
     Between,
@@ -25,12 +26,18 @@ enum Op {
     MoreThanDaysAgo,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
     op: Op,
+    /// `between`: the first instant (inclusive).
+    #[schemars(extend("format" = "date-time"))]
     from: Option<String>,
+    /// `between`: the last instant (inclusive).
+    #[schemars(extend("format" = "date-time"))]
     to: Option<String>,
+    /// `within_last_days`, `more_than_days_ago`.
+    #[schemars(range(max = MAX_DAYS))]
     days: Option<u32>,
 }
 
@@ -62,22 +69,8 @@ impl ConditionType for FirstContactedCondition {
         "Contacts first contacted between two instants (inclusive), within the last N days, or more than N days ago."
     }
 
-    fn operators(&self) -> &'static [&'static str] {
-        &["between", "within_last_days", "more_than_days_ago"]
-    }
-
     fn params_schema(&self) -> Value {
-        json!({
-            "type": "object",
-            "required": ["op"],
-            "additionalProperties": false,
-            "properties": {
-                "op": {"enum": self.operators()},
-                "from": {"type": "string", "format": "date-time", "description": "between: first instant (inclusive)"},
-                "to": {"type": "string", "format": "date-time", "description": "between: last instant (inclusive)"},
-                "days": {"type": "integer", "minimum": 0, "maximum": MAX_DAYS, "description": "within_last_days, more_than_days_ago"}
-            }
-        })
+        schema_of::<Params>()
     }
 
     fn parse(

@@ -2,21 +2,23 @@
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use sea_query::{Expr, ExprTrait};
 use segments_domain::Violations;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::params::parse;
+use super::params::{parse, schema_of};
 use crate::ContactSnapshot;
 use crate::plugin::{
     Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
 };
 use crate::sql::{Contacts, contact};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
+    /// `true`: contacts who opted in; `false`: the others.
     opted_in: bool,
 }
 
@@ -39,12 +41,7 @@ impl ConditionType for OptInCondition {
     }
 
     fn params_schema(&self) -> Value {
-        json!({
-            "type": "object",
-            "required": ["opted_in"],
-            "additionalProperties": false,
-            "properties": {"opted_in": {"type": "boolean"}}
-        })
+        schema_of::<Params>()
     }
 
     fn parse(

@@ -73,3 +73,39 @@ pub fn check_days(days: u32, pointer: &str) -> Result<(), Violations> {
     }
     Ok(())
 }
+
+/// The JSON Schema (draft 2020-12, self-contained) of `T`: what
+/// [`crate::ConditionType::params_schema`] returns when `T` is the type
+/// [`parse`] reads `params` into, so that the published schema and the
+/// parser are one declaration. Serde's attributes (`rename`,
+/// `deny_unknown_fields`) shape both; bounds go in `#[schemars(…)]`
+/// attributes naming the constants the parser checks.
+pub fn schema_of<T: schemars::JsonSchema>() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| {
+            // Embedded in a larger document (the OpenAPI spec, the
+            // condition-type list), a schema must not point into `$defs`
+            // of its own root.
+            s.inline_subschemas = true;
+            s.meta_schema = None;
+        })
+        .into_generator();
+    let mut schema = generator.into_root_schema_for::<T>().to_value();
+    if let Some(object) = schema.as_object_mut() {
+        // The Rust type's name says nothing to a client.
+        object.remove("title");
+    }
+    schema
+}
+
+/// The schema of a field that takes a string, a number or a boolean (a
+/// value compared with a typed attribute), for `#[schemars(schema_with)]`.
+pub fn scalar_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "number", "boolean"]})
+}
+
+/// The schema of a field that takes a string or a number (a bound of a
+/// range over numbers or dates), for `#[schemars(schema_with)]`.
+pub fn bound_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "number"]})
+}

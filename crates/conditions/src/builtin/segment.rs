@@ -4,28 +4,30 @@
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use sea_query::{Expr, ExprTrait};
 use segments_domain::{SegmentId, Violations};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::params::{fail, parse};
+use super::params::{fail, parse, schema_of};
 use crate::ContactSnapshot;
 use crate::plugin::{
     Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum Op {
     MemberOf,
     NotMemberOf,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
     op: Op,
+    /// Another segment of the workspace.
     segment_id: i64,
 }
 
@@ -48,20 +50,8 @@ impl ConditionType for SegmentCondition {
         "Contacts that are, or are not, members of another segment."
     }
 
-    fn operators(&self) -> &'static [&'static str] {
-        &["member_of", "not_member_of"]
-    }
-
     fn params_schema(&self) -> Value {
-        json!({
-            "type": "object",
-            "required": ["op", "segment_id"],
-            "additionalProperties": false,
-            "properties": {
-                "op": {"enum": self.operators()},
-                "segment_id": {"type": "integer", "format": "int64"}
-            }
-        })
+        schema_of::<Params>()
     }
 
     fn parse(

@@ -7,21 +7,22 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use sea_query::{Expr, ExprTrait, Query};
-use segments_domain::limits::MAX_TAGS_PER_REQUEST;
-use segments_domain::text::tag_key;
+use segments_domain::limits::{MAX_TAG_CHARS, MAX_TAGS_PER_REQUEST};
+use segments_domain::text::{VISIBLE_TEXT_PATTERN, tag_key};
 use segments_domain::{TagName, Violations};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::params::{check_list_len, fail, parse};
+use super::params::{check_list_len, fail, parse, schema_of};
 use crate::ContactSnapshot;
 use crate::plugin::{
     Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
 };
 use crate::sql::{ContactTags, Contacts, Tags};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 enum Op {
     #[serde(rename = "has_any")]
     Any,
@@ -31,10 +32,15 @@ enum Op {
     None,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Params {
     op: Op,
+    /// Tag names, compared case-insensitively.
+    #[schemars(
+        length(min = 1, max = MAX_TAGS_PER_REQUEST),
+        inner(length(min = 1, max = MAX_TAG_CHARS), pattern(VISIBLE_TEXT_PATTERN))
+    )]
     tags: Vec<String>,
 }
 
@@ -58,23 +64,8 @@ impl ConditionType for TagCondition {
         "Contacts that have any, all or none of the given tags (case-insensitive)."
     }
 
-    fn operators(&self) -> &'static [&'static str] {
-        &["has_any", "has_all", "has_none"]
-    }
-
     fn params_schema(&self) -> Value {
-        json!({
-            "type": "object",
-            "required": ["op", "tags"],
-            "additionalProperties": false,
-            "properties": {
-                "op": {"enum": self.operators()},
-                "tags": {
-                    "type": "array", "minItems": 1, "maxItems": MAX_TAGS_PER_REQUEST,
-                    "items": {"type": "string", "minLength": 1, "maxLength": 64}
-                }
-            }
-        })
+        schema_of::<Params>()
     }
 
     fn parse(
