@@ -7,6 +7,7 @@ mod commit_order;
 mod convergence;
 mod crash;
 mod outage;
+mod read_your_writes;
 mod sets;
 
 use std::time::Duration;

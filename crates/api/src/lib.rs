@@ -14,6 +14,7 @@ mod request_span;
 pub mod routes;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,55 @@ pub struct Materialization {
     pub jobs: JobQueue,
 }
 
+impl Materialization {
+    /// Brings the sets up to date with `contacts`' current state, as the
+    /// queued job would (same evaluation, same version guard), within
+    /// [`INLINE_APPLY_TIMEOUT`]. `false` when it did not (too many
+    /// contacts, Redis or the database failing, too slow): the caller
+    /// queues the change. The apply runs on a task of its own, so that a
+    /// write that stops waiting never cancels it halfway.
+    async fn apply_inline(
+        &self,
+        ws: WorkspaceId,
+        contacts: &[ContactId],
+        known: HashMap<ContactId, segments_store::ChangeStamp>,
+        changed: &[String],
+    ) -> bool {
+        if contacts.is_empty() {
+            return true;
+        }
+        if contacts.len() > INLINE_CONTACTS {
+            return false;
+        }
+        let materializer = self.materializer.clone();
+        let contacts = contacts.to_vec();
+        let changed = changed.to_vec();
+        let apply = tokio::spawn(async move {
+            materializer
+                .contacts_changed_at(ws, &contacts, &known, &changed, "write")
+                .await
+        });
+        match tokio::time::timeout(INLINE_APPLY_TIMEOUT, apply).await {
+            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "membership not applied before answering; queued");
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "inline membership apply panicked; queued");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout = ?INLINE_APPLY_TIMEOUT,
+                    "membership apply too slow to wait for; queued"
+                );
+                false
+            }
+        }
+    }
+}
+
 impl AppState {
     /// State with default engine settings.
     pub fn new(store: Store) -> Self {
@@ -69,9 +119,21 @@ impl AppState {
     }
 }
 
-/// Telling the materializer about writes. Every call is best-effort: a job
-/// that cannot be enqueued is logged, and the write reaches Redis through
-/// the change log and the reconciler instead.
+/// The most contacts a write brings up to date in Redis itself before it
+/// answers (one evaluation batch: one snapshot read, one pipelined round
+/// trip); a larger write's changes go through the queue.
+pub const INLINE_CONTACTS: usize = 1_000;
+
+/// How long a write waits for its inline apply before answering anyway,
+/// leaving the change to the queue (Redis slow or away).
+pub const INLINE_APPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Telling the materializer about writes. A write of a few contacts applies
+/// its membership changes to Redis before it answers, so that every read
+/// after the answer sees them; if that fails, or for larger writes, the
+/// change is queued. Every call is best-effort: a job that cannot be
+/// enqueued is logged, and the write reaches Redis through the change log
+/// and the reconciler instead.
 impl AppState {
     pub async fn contacts_changed(
         &self,
@@ -79,7 +141,11 @@ impl AppState {
         contacts: &[ContactId],
         changed: Vec<String>,
     ) {
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = &self.redis
+            && !redis
+                .apply_inline(ws, contacts, HashMap::new(), &changed)
+                .await
+        {
             redis.jobs.contacts_changed(ws, contacts, changed).await;
         }
     }
@@ -92,7 +158,16 @@ impl AppState {
         version: segments_store::ChangeStamp,
         changed: Vec<String>,
     ) {
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = &self.redis
+            && !redis
+                .apply_inline(
+                    ws,
+                    &[contact],
+                    HashMap::from([(contact, version)]),
+                    &changed,
+                )
+                .await
+        {
             redis
                 .jobs
                 .contact_changed(ws, contact, version, changed)
@@ -177,8 +252,6 @@ pub fn configure(
                 bulk: http.max_bulk_body_bytes,
             })
             .app_data(extract::params::path_config())
-            .service(routes::health::healthz)
-            .service(routes::health::readyz)
             .route(
                 "/openapi.json",
                 web::get().to(move || {
@@ -195,46 +268,7 @@ pub fn configure(
                 }),
             )
             .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", (*spec).clone()))
-            // Literal paths before `{id}` ones, so `batch-get` is never read as an id.
-            .service(routes::contacts::bulk_upsert)
-            .service(routes::tags::apply)
-            .service(routes::tags::unapply)
-            .service(routes::contacts::batch_get)
-            .service(routes::search::search)
-            .service(routes::segments::condition_types)
-            .service(routes::segments::preview)
-            .service(routes::segments::create)
-            .service(routes::segments::list)
-            .service(routes::segments::get)
-            .service(routes::segments::update)
-            .service(routes::segments::remove)
-            .service(routes::segments::members)
-            .service(routes::segments::add_members)
-            .service(routes::segments::remove_members)
-            .service(routes::segments::explain)
-            .service(routes::segments::rebuild)
-            .service(routes::segments::create_snapshot)
-            .service(routes::contact_segments::contact_segments)
-            .service(routes::contacts::create)
-            .service(routes::contacts::list)
-            .service(routes::contacts::get)
-            .service(routes::contacts::update)
-            .service(routes::contacts::remove)
-            .service(routes::contact_tags::add_tags)
-            .service(routes::contact_tags::remove_tags)
-            .service(routes::contact_tags::remove_tag)
-            .service(routes::contact_tags::set_attribute)
-            .service(routes::contact_tags::unset_attribute)
-            .service(routes::tags::list)
-            .service(routes::tags::get)
-            .service(routes::tags::rename)
-            .service(routes::tags::remove)
-            .service(routes::attributes::list)
-            .service(routes::attributes::create)
-            .service(routes::attributes::remove)
-            .service(routes::api_keys::list)
-            .service(routes::api_keys::create)
-            .service(routes::api_keys::revoke);
+            .configure(routes::register);
     }
 }
 

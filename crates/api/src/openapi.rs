@@ -5,7 +5,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{Problem, ProblemField};
-use crate::routes;
 use crate::wire;
 
 #[derive(Debug, OpenApi)]
@@ -15,51 +14,7 @@ use crate::wire;
         description = "Contacts, tags and custom attributes, grouped into static and dynamic segments.\n\nAuthenticate with `Authorization: Bearer <api key>`; the key decides the workspace. Errors are `application/problem+json` (RFC 9457) with the JSON Pointer of each failing field.",
         license(name = "Apache-2.0")
     ),
-    paths(
-        routes::health::healthz,
-        routes::health::readyz,
-        routes::contacts::create,
-        routes::contacts::list,
-        routes::contacts::get,
-        routes::contacts::update,
-        routes::contacts::remove,
-        routes::contacts::batch_get,
-        routes::contacts::bulk_upsert,
-        routes::search::search,
-        routes::contact_tags::add_tags,
-        routes::contact_tags::remove_tags,
-        routes::contact_tags::remove_tag,
-        routes::contact_tags::set_attribute,
-        routes::contact_tags::unset_attribute,
-        routes::tags::list,
-        routes::tags::get,
-        routes::tags::rename,
-        routes::tags::remove,
-        routes::tags::apply,
-        routes::tags::unapply,
-        routes::segments::condition_types,
-        routes::segments::create,
-        routes::segments::list,
-        routes::segments::get,
-        routes::segments::update,
-        routes::segments::remove,
-        routes::segments::members,
-        routes::segments::add_members,
-        routes::segments::remove_members,
-        routes::segments::preview,
-        routes::segments::explain,
-        routes::segments::rebuild,
-        routes::segments::create_snapshot,
-        routes::contact_segments::contact_segments,
-        routes::attributes::list,
-        routes::attributes::create,
-        routes::attributes::remove,
-        routes::api_keys::list,
-        routes::api_keys::create,
-        routes::api_keys::revoke,
-    ),
     components(schemas(Problem, ProblemField, wire::attribute::AttributeKind)),
-    modifiers(&BearerAuth, &ProblemResponses, &Bounds),
     tags(
         (name = "contacts", description = "Contacts, their tags and attribute values"),
         (name = "segments", description = "Static and dynamic segments, condition types, previews and explanations"),
@@ -192,6 +147,9 @@ fn problem_responses(operation: &mut serde_json::Value) {
                 .entry("415")
                 .or_insert_with(|| problem_response("The body is not JSON"));
         }
+        responses
+            .entry("401")
+            .or_insert_with(|| problem_response("The API key is missing, unknown or revoked"));
         responses.entry("429").or_insert_with(|| {
             json!({
                 "description": "Too many requests for this API key",
@@ -223,6 +181,11 @@ fn reason(status: &str) -> String {
 /// every route, and the condition tree those types accept.
 pub fn document_for(registry: &Registry) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    doc.merge(crate::routes::Paths::openapi());
+    // After the merge: they edit the routes.
+    BearerAuth.modify(&mut doc);
+    ProblemResponses.modify(&mut doc);
+    Bounds.modify(&mut doc);
     edit_as_json(&mut doc, "condition types", |doc| {
         crate::openapi_conditions::apply(doc, registry);
     });

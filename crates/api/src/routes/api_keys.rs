@@ -10,7 +10,7 @@ use crate::wire::api_key::{ApiKey, ApiKeyInput, ApiKeyList, IssuedApiKey};
 #[utoipa::path(
     operation_id = "listApiKeys",
     tag = "api-keys",
-    responses((status = 200, body = ApiKeyList), (status = 401, body = Problem)),
+    responses((status = 200, body = ApiKeyList)),
     security(("api_key" = []))
 )]
 #[get("/v1/api-keys")]
@@ -28,7 +28,6 @@ pub async fn list(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse
     request_body = ApiKeyInput,
     responses(
         (status = 201, body = IssuedApiKey),
-        (status = 401, body = Problem),
         (status = 422, body = Problem)
     ),
     security(("api_key" = []))
@@ -57,7 +56,6 @@ pub async fn create(
     params(("id" = i64, Path, description = "API key id")),
     responses(
         (status = 200, body = ApiKey),
-        (status = 401, body = Problem),
         (status = 404, body = Problem),
         (status = 409, body = Problem, description = "It is the last active key, or the key sending the request")
     ),

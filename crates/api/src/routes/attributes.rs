@@ -11,7 +11,7 @@ use crate::wire::attribute::{Attribute, AttributeInput, AttributeList};
 #[utoipa::path(
     operation_id = "listAttributes",
     tag = "attributes",
-    responses((status = 200, body = AttributeList), (status = 401, body = Problem)),
+    responses((status = 200, body = AttributeList)),
     security(("api_key" = []))
 )]
 #[get("/v1/attributes")]
@@ -29,7 +29,6 @@ pub async fn list(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse
     request_body = AttributeInput,
     responses(
         (status = 201, body = Attribute),
-        (status = 401, body = Problem),
         (status = 409, body = Problem, description = "The key is already declared"),
         (status = 422, body = Problem)
     ),
@@ -57,7 +56,7 @@ pub async fn create(
     tag = "attributes",
     params(("key" = String, Path, description = "Attribute key")),
     responses(
-        (status = 204), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 204), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "Segments read the attribute")
     ),
     security(("api_key" = []))

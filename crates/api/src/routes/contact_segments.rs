@@ -16,7 +16,7 @@ use crate::wire::segment::{ContactSegment, ContactSegments, SegmentKind};
     operation_id = "listContactSegments",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id")),
-    responses((status = 200, body = ContactSegments), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = ContactSegments), (status = 404, body = Problem)),
     security(("api_key" = []))
 )]
 #[get("/v1/contacts/{id}/segments")]

@@ -38,8 +38,7 @@ async fn apply(
     params(("id" = i64, Path, description = "Contact id")),
     request_body = TagNames,
     responses(
-        (status = 200, body = Contact), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 200, body = Contact), (status = 404, body = Problem), (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]
@@ -65,8 +64,7 @@ pub async fn add_tags(
     params(("id" = i64, Path, description = "Contact id")),
     request_body = TagNames,
     responses(
-        (status = 200, body = Contact), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 200, body = Contact), (status = 404, body = Problem), (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]
@@ -91,8 +89,7 @@ pub async fn remove_tags(
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id"), ("tag" = String, Path, description = "Tag name")),
     responses(
-        (status = 200, body = Contact), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem)
+        (status = 200, body = Contact), (status = 404, body = Problem), (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]
@@ -128,9 +125,7 @@ fn attribute_key(raw: &str) -> Result<AttributeKey, ApiError> {
     params(("id" = i64, Path, description = "Contact id"), ("key" = String, Path, description = "Attribute key")),
     request_body = AttributeValueInput,
     responses(
-        (status = 200, body = Contact), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 415, body = Problem),
-        (status = 422, body = Problem, description = "Undeclared attribute or a value of the wrong type")
+        (status = 200, body = Contact), (status = 404, body = Problem), (status = 422, body = Problem, description = "Undeclared attribute or a value of the wrong type")
     ),
     security(("api_key" = []))
 )]
@@ -168,8 +163,7 @@ fn value_pointer(err: ApiError) -> ApiError {
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id"), ("key" = String, Path, description = "Attribute key")),
     responses(
-        (status = 200, body = Contact), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem)
+        (status = 200, body = Contact), (status = 404, body = Problem), (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]

@@ -19,9 +19,7 @@ use crate::wire::page::{PageParams, encode_cursor};
     request_body = ContactInput,
     responses(
         (status = 201, body = Contact),
-        (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 409, body = Problem, description = "The external_id is taken"),
-        (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 422, body = Problem)
     ),
     security(("api_key" = []))
@@ -54,7 +52,7 @@ pub async fn create(
     operation_id = "listContacts",
     tag = "contacts",
     params(PageParams),
-    responses((status = 200, body = ContactPage), (status = 400, body = Problem), (status = 401, body = Problem)),
+    responses((status = 200, body = ContactPage)),
     security(("api_key" = []))
 )]
 #[get("/v1/contacts")]
@@ -80,7 +78,7 @@ pub async fn list(
     operation_id = "getContact",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id")),
-    responses((status = 200, body = Contact), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = Contact), (status = 404, body = Problem)),
     security(("api_key" = []))
 )]
 #[get("/v1/contacts/{id}")]
@@ -104,9 +102,8 @@ pub async fn get(
     request_body = ContactInput,
     responses(
         (status = 200, body = Contact),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
-        (status = 422, body = Problem)
+        (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]
@@ -139,7 +136,7 @@ pub async fn update(
     operation_id = "deleteContact",
     tag = "contacts",
     params(("id" = i64, Path, description = "Contact id")),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses((status = 204), (status = 404, body = Problem)),
     security(("api_key" = []))
 )]
 #[delete("/v1/contacts/{id}")]
@@ -163,8 +160,7 @@ pub async fn remove(
     request_body = BatchGetInput,
     responses(
         (status = 200, body = BatchGetResult),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 413, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]
@@ -198,8 +194,7 @@ pub async fn batch_get(
     request_body = BulkUpsertInput,
     responses(
         (status = 200, body = BulkUpsertResult),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 413, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]

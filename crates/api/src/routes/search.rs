@@ -18,8 +18,7 @@ use crate::wire::segment::SearchInput;
     tag = "contacts",
     request_body = SearchInput,
     responses(
-        (status = 200, body = ContactPage), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 200, body = ContactPage), (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]

@@ -63,7 +63,7 @@ async fn present(
 #[utoipa::path(
     operation_id = "listConditionTypes",
     tag = "segments",
-    responses((status = 200, body = ConditionTypeList), (status = 401, body = Problem)),
+    responses((status = 200, body = ConditionTypeList)),
     security(("api_key" = []))
 )]
 #[get("/v1/condition-types")]
@@ -85,9 +85,7 @@ pub async fn condition_types(_auth: Auth, state: web::Data<AppState>) -> HttpRes
     tag = "segments",
     request_body = SegmentInput,
     responses(
-        (status = 201, body = Segment), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem),
-        (status = 422, body = Problem, description = "Invalid conditions, with the JSON Pointer of the offending node")
+        (status = 201, body = Segment), (status = 422, body = Problem, description = "Invalid conditions, with the JSON Pointer of the offending node")
     ),
     security(("api_key" = []))
 )]
@@ -129,7 +127,7 @@ pub async fn create(
     operation_id = "listSegments",
     tag = "segments",
     params(PageParams),
-    responses((status = 200, body = SegmentPage), (status = 400, body = Problem), (status = 401, body = Problem)),
+    responses((status = 200, body = SegmentPage)),
     security(("api_key" = []))
 )]
 #[get("/v1/segments")]
@@ -170,7 +168,7 @@ pub async fn list(
     operation_id = "getSegment",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id")),
-    responses((status = 200, body = Segment), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = Segment), (status = 404, body = Problem)),
     security(("api_key" = []))
 )]
 #[get("/v1/segments/{id}")]
@@ -194,9 +192,8 @@ pub async fn get(
     params(("id" = i64, Path, description = "Segment id")),
     request_body = SegmentPatch,
     responses(
-        (status = 200, body = Segment), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem, description = "Conditions given for a static segment"),
-        (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 200, body = Segment), (status = 404, body = Problem), (status = 409, body = Problem, description = "Conditions given for a static segment"),
+        (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]
@@ -240,7 +237,7 @@ pub async fn update(
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id")),
     responses(
-        (status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 204), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "Other segments refer to it")
     ),
     security(("api_key" = []))
@@ -264,7 +261,7 @@ pub async fn remove(
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id"), PageParams),
     responses(
-        (status = 200, body = crate::wire::contact::ContactPage), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 200, body = crate::wire::contact::ContactPage), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "The set is still being built: its members are listed once it is")
     ),
     security(("api_key" = []))
@@ -363,10 +360,9 @@ async fn resolve_members(
     params(("id" = i64, Path, description = "Segment id")),
     request_body = MembersInput,
     responses(
-        (status = 200, body = MembersResult), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem, description = "Unknown segment, or a name no contact has"),
+        (status = 200, body = MembersResult), (status = 404, body = Problem, description = "Unknown segment, or a name no contact has"),
         (status = 409, body = Problem, description = "A dynamic segment, or a name several contacts share (see `candidates`)"),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]
@@ -387,9 +383,7 @@ pub async fn add_members(
     params(("id" = i64, Path, description = "Segment id")),
     request_body = MembersInput,
     responses(
-        (status = 200, body = MembersResult), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 200, body = MembersResult), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]
@@ -437,8 +431,7 @@ async fn change_members(
     tag = "segments",
     request_body = PreviewInput,
     responses(
-        (status = 200, body = PreviewResult), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 200, body = PreviewResult), (status = 422, body = Problem),
         (status = 504, body = Problem, description = "The evaluation took longer than the preview timeout")
     ),
     security(("api_key" = []))
@@ -493,7 +486,7 @@ pub async fn preview(
     operation_id = "explainSegmentMembership",
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id"), ExplainParams),
-    responses((status = 200, body = ExplainResult), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = ExplainResult), (status = 404, body = Problem)),
     security(("api_key" = []))
 )]
 #[get("/v1/segments/{id}/explain")]
@@ -565,8 +558,7 @@ pub(crate) fn membership_condition(
     tag = "segments",
     params(("id" = i64, Path, description = "Segment id")),
     responses(
-        (status = 202, body = RebuildAccepted), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 503, body = Problem, description = "No materializer is configured")
+        (status = 202, body = RebuildAccepted), (status = 404, body = Problem), (status = 503, body = Problem, description = "No materializer is configured")
     ),
     security(("api_key" = []))
 )]
@@ -607,9 +599,8 @@ pub async fn rebuild(
     params(("id" = i64, Path, description = "Segment id")),
     request_body = SnapshotInput,
     responses(
-        (status = 201, body = SnapshotCreated), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem, description = "The set is still being built"),
-        (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 201, body = SnapshotCreated), (status = 404, body = Problem), (status = 409, body = Problem, description = "The set is still being built"),
+        (status = 422, body = Problem),
         (status = 503, body = Problem, description = "Redis is unavailable or not configured")
     ),
     security(("api_key" = []))

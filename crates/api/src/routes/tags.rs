@@ -13,7 +13,7 @@ use crate::wire::tag::{BulkTagInput, BulkTagResult, Tag, TagPage, TagRename};
     operation_id = "listTags",
     tag = "tags",
     params(PageParams),
-    responses((status = 200, body = TagPage), (status = 400, body = Problem), (status = 401, body = Problem)),
+    responses((status = 200, body = TagPage)),
     security(("api_key" = []))
 )]
 #[get("/v1/tags")]
@@ -39,7 +39,7 @@ pub async fn list(
     operation_id = "getTag",
     tag = "tags",
     params(("id" = i64, Path, description = "Tag id")),
-    responses((status = 200, body = Tag), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = Tag), (status = 404, body = Problem)),
     security(("api_key" = []))
 )]
 #[get("/v1/tags/{id}")]
@@ -62,9 +62,8 @@ pub async fn get(
     params(("id" = i64, Path, description = "Tag id")),
     request_body = TagRename,
     responses(
-        (status = 200, body = Tag), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem, description = "Another tag has that name"),
-        (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 200, body = Tag), (status = 404, body = Problem), (status = 409, body = Problem, description = "Another tag has that name"),
+        (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]
@@ -92,7 +91,7 @@ pub async fn rename(
     operation_id = "deleteTag",
     tag = "tags",
     params(("id" = i64, Path, description = "Tag id")),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses((status = 204), (status = 404, body = Problem)),
     security(("api_key" = []))
 )]
 #[delete("/v1/tags/{id}")]
@@ -117,8 +116,7 @@ pub async fn remove(
     tag = "tags",
     request_body = BulkTagInput,
     responses(
-        (status = 200, body = BulkTagResult), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 200, body = BulkTagResult), (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]
@@ -149,8 +147,7 @@ pub async fn apply(
     tag = "tags",
     request_body = BulkTagInput,
     responses(
-        (status = 200, body = BulkTagResult), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)
+        (status = 200, body = BulkTagResult), (status = 422, body = Problem)
     ),
     security(("api_key" = []))
 )]

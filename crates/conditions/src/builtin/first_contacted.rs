@@ -79,6 +79,17 @@ impl ConditionType for FirstContactedCondition {
         _: &ParseContext<'_>,
     ) -> Result<Arc<dyn Condition>, Violations> {
         let p: Params = parse(params)?;
+        // A field the operator does not read is ignored, but never out of
+        // the bounds its schema states: what the schema refuses, the
+        // parser refuses.
+        if let Some(d) = p.days {
+            check_days(d, "/days")?;
+        }
+        for (field, pointer) in [(&p.from, "/from"), (&p.to, "/to")] {
+            if field.is_some() {
+                instant(field.as_deref(), pointer)?;
+            }
+        }
         let predicate = match p.op {
             Op::Between => {
                 let from = instant(p.from.as_deref(), "/from")?;
