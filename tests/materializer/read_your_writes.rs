@@ -30,21 +30,10 @@ async fn every_read_sees_the_writes_acknowledged_before_it(backend: Backend) {
     let materializer = app.materialized.as_ref().unwrap().materializer.clone();
     let ws = app.workspace_id().await;
     let vip = app
-        .post(
-            "/v1/segments",
-            json!({"name": "vip", "kind": "dynamic",
-                   "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}}),
-        )
-        .await
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
-    let hand = app
-        .post("/v1/segments", json!({"name": "hand", "kind": "static"}))
-        .await
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
+        .segment(json!({"name": "vip", "kind": "dynamic",
+                        "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}}))
+        .await;
+    let hand = app.segment(json!({"name": "hand", "kind": "static"})).await;
     let mut contacts = Vec::new();
     for i in 0..20 {
         contacts.push(

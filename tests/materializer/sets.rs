@@ -43,12 +43,7 @@ async fn sets_follow_every_kind_of_write(backend: Backend) {
         ]}),
     )
     .await;
-    let hand = app
-        .post("/v1/segments", json!({"name": "hand", "kind": "static"}))
-        .await
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
+    let hand = app.segment(json!({"name": "hand", "kind": "static"})).await;
     converged(&app, Duration::from_secs(30)).await;
 
     let a = app
