@@ -23,6 +23,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, middleware, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 use segments_conditions::Limits;
+use segments_domain::limits::{MAX_BULK_TAG_CONTACTS, MAX_BULK_UPSERT};
 use segments_domain::{ContactId, SegmentId, WorkspaceId};
 use segments_store::Store;
 use segments_worker::{JobQueue, Materializer};
@@ -60,7 +61,7 @@ pub struct Materialization {
 impl Materialization {
     /// Brings the sets up to date with `contacts`' current state, as the
     /// queued job would (same evaluation, same version guard), within
-    /// [`INLINE_APPLY_TIMEOUT`]. `false` when it did not (too many
+    /// [`INLINE_APPLY_TIMEOUT`] per 1,000 contacts. `false` when it did not (too many
     /// contacts, Redis or the database failing, too slow): the caller
     /// queues the change. The apply runs on a task of its own, so that a
     /// write that stops waiting never cancels it halfway.
@@ -77,6 +78,7 @@ impl Materialization {
         if contacts.len() > INLINE_CONTACTS {
             return false;
         }
+        let contacts_len = contacts.len();
         let materializer = self.materializer.clone();
         let contacts = contacts.to_vec();
         let changed = changed.to_vec();
@@ -85,7 +87,9 @@ impl Materialization {
                 .contacts_changed_at(ws, &contacts, &known, &changed, "write")
                 .await
         });
-        match tokio::time::timeout(INLINE_APPLY_TIMEOUT, apply).await {
+        let budget =
+            INLINE_APPLY_TIMEOUT * u32::try_from(contacts_len.div_ceil(1_000)).unwrap_or(u32::MAX);
+        match tokio::time::timeout(budget, apply).await {
             Ok(Ok(Ok(()))) => true,
             Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "membership not applied before answering; queued");
@@ -97,7 +101,7 @@ impl Materialization {
             }
             Err(_) => {
                 tracing::warn!(
-                    timeout = ?INLINE_APPLY_TIMEOUT,
+                    timeout = ?budget,
                     "membership apply too slow to wait for; queued"
                 );
                 false
@@ -120,18 +124,23 @@ impl AppState {
 }
 
 /// The most contacts a write brings up to date in Redis itself before it
-/// answers (one evaluation batch: one snapshot read, one pipelined round
-/// trip); a larger write's changes go through the queue.
-pub const INLINE_CONTACTS: usize = 1_000;
+/// answers: every write the API takes (bulk upserts and bulk tagging
+/// included), so that a read after any of them reflects it.
+pub const INLINE_CONTACTS: usize = if MAX_BULK_UPSERT > MAX_BULK_TAG_CONTACTS {
+    MAX_BULK_UPSERT
+} else {
+    MAX_BULK_TAG_CONTACTS
+};
 
-/// How long a write waits for its inline apply before answering anyway,
-/// leaving the change to the queue (Redis slow or away).
+/// How long a write waits for its inline apply, per 1,000 contacts (one
+/// evaluation batch: one snapshot read, one pipelined round trip), before
+/// answering anyway and leaving the change to the queue (Redis or the
+/// database slow or away).
 pub const INLINE_APPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Telling the materializer about writes. A write of a few contacts applies
-/// its membership changes to Redis before it answers, so that every read
-/// after the answer sees them; if that fails, or for larger writes, the
-/// change is queued. Every call is best-effort: a job that cannot be
+/// Telling the materializer about writes. A write applies its membership
+/// changes to Redis before it answers, so that every read after the answer
+/// sees them; if that fails, the change is queued. Every call is best-effort: a job that cannot be
 /// enqueued is logged, and the write reaches Redis through the change log
 /// and the reconciler instead.
 impl AppState {
