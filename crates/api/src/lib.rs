@@ -78,34 +78,62 @@ impl Materialization {
         if contacts.len() > INLINE_CONTACTS {
             return false;
         }
-        let contacts_len = contacts.len();
+        let budget = INLINE_APPLY_TIMEOUT
+            * u32::try_from(contacts.len().div_ceil(1_000)).unwrap_or(u32::MAX);
         let materializer = self.materializer.clone();
         let contacts = contacts.to_vec();
         let changed = changed.to_vec();
-        let apply = tokio::spawn(async move {
+        within(budget, async move {
             materializer
                 .contacts_changed_at(ws, &contacts, &known, &changed, "write")
                 .await
-        });
-        let budget =
-            INLINE_APPLY_TIMEOUT * u32::try_from(contacts_len.div_ceil(1_000)).unwrap_or(u32::MAX);
-        match tokio::time::timeout(budget, apply).await {
-            Ok(Ok(Ok(()))) => true,
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(error = %e, "membership not applied before answering; queued");
-                false
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "inline membership apply panicked; queued");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(
-                    timeout = ?budget,
-                    "membership apply too slow to wait for; queued"
-                );
-                false
-            }
+        })
+        .await
+    }
+
+    /// As [`Materialization::apply_inline`] for one contact whose state
+    /// after the write is in hand: evaluated as it is, not read back.
+    async fn apply_written(
+        &self,
+        ws: WorkspaceId,
+        contact: segments_domain::Contact,
+        version: segments_store::ChangeStamp,
+        changed: &[String],
+    ) -> bool {
+        let materializer = self.materializer.clone();
+        let changed = changed.to_vec();
+        within(INLINE_APPLY_TIMEOUT, async move {
+            materializer
+                .contact_written(ws, contact, version, &changed, "write")
+                .await
+        })
+        .await
+    }
+}
+
+/// Runs an inline apply on a task of its own, waiting for it up to
+/// `budget`: whether it finished and succeeded. A write that stops waiting
+/// never cancels the apply halfway.
+async fn within(
+    budget: Duration,
+    apply: impl std::future::Future<Output = Result<(), segments_worker::WorkerError>> + Send + 'static,
+) -> bool {
+    match tokio::time::timeout(budget, tokio::spawn(apply)).await {
+        Ok(Ok(Ok(()))) => true,
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "membership not applied before answering; queued");
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "inline membership apply panicked; queued");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout = ?budget,
+                "membership apply too slow to wait for; queued"
+            );
+            false
         }
     }
 }
@@ -159,7 +187,29 @@ impl AppState {
         }
     }
 
-    /// One contact's write, with the version it gave the contact.
+    /// One contact's write, with its state after the write and the version
+    /// it gave the contact.
+    pub async fn contact_written(
+        &self,
+        ws: WorkspaceId,
+        contact: &segments_domain::Contact,
+        version: segments_store::ChangeStamp,
+        changed: Vec<String>,
+    ) {
+        if let Some(redis) = &self.redis
+            && !redis
+                .apply_written(ws, contact.clone(), version, &changed)
+                .await
+        {
+            redis
+                .jobs
+                .contact_changed(ws, contact.id, version, changed)
+                .await;
+        }
+    }
+
+    /// One contact's write (a deletion: no state after it), with the
+    /// version it gave the contact.
     pub async fn contact_changed(
         &self,
         ws: WorkspaceId,

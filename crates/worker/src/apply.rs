@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use segments_conditions::{EvalContext, SegmentEvaluator};
-use segments_domain::{ContactId, SegmentId, Timestamp, WorkspaceId};
+use segments_conditions::{ContactSnapshot, EvalContext, SegmentEvaluator};
+use segments_domain::{Contact, ContactId, SegmentId, Timestamp, WorkspaceId};
 use segments_store::{Catalog, ChangeStamp};
 
 use crate::{Materializer, WorkerError};
@@ -111,6 +111,53 @@ impl Materializer {
             let mut conn = self.redis.clone();
             let moved: Vec<(u64, u64)> = self.apply.run_many(&mut conn, &invocations).await?;
             let (entered, exited) = moved.iter().fold((0, 0), |(a, b), (e, x)| (a + e, b + x));
+            crate::metrics::members_changed(cause, entered, exited);
+        }
+        Ok(())
+    }
+
+    /// Applies one contact's write from the state the write produced and
+    /// the version it got, read back from nothing: what a single-contact
+    /// write runs before it answers. (When a segment it affects reads static
+    /// memberships, those are read as a job would.)
+    pub async fn contact_written(
+        &self,
+        ws: WorkspaceId,
+        contact: Contact,
+        version: ChangeStamp,
+        changed: &[String],
+        cause: &str,
+    ) -> Result<(), WorkerError> {
+        let catalog = self.catalog(ws).await?;
+        let segments = affected(&catalog, changed);
+        if segments.is_empty() {
+            return Ok(());
+        }
+        if segments.iter().any(|s| catalog.segments.reads_static(*s)) {
+            let known = HashMap::from([(contact.id, version)]);
+            return self
+                .contacts_changed_at(ws, &[contact.id], &known, changed, cause)
+                .await;
+        }
+        let now = Timestamp::now();
+        let ctx = EvalContext {
+            now,
+            segments: &catalog.segments,
+            depth: 0,
+        };
+        let id = contact.id;
+        let snapshot = ContactSnapshot {
+            contact,
+            static_segments: BTreeSet::new(),
+        };
+        let decisions: Vec<(SegmentId, bool)> = segments
+            .iter()
+            .map(|s| (*s, catalog.segments.is_member(*s, &snapshot, &ctx)))
+            .collect();
+        let invocation = self.apply_invocation(ws, id, version, cause, now, &decisions);
+        let mut conn = self.redis.clone();
+        let moved: Vec<(u64, u64)> = self.apply.run_many(&mut conn, &[invocation]).await?;
+        for (entered, exited) in moved {
             crate::metrics::members_changed(cause, entered, exited);
         }
         Ok(())

@@ -21,9 +21,9 @@ async fn apply(
         .update_contact(auth.0.workspace_id, ContactId(id), &patch)
         .await?;
     state
-        .contact_changed(
+        .contact_written(
             auth.0.workspace_id,
-            written.contact.id,
+            &written.contact,
             written.version,
             segments_store::changes::touched(&patch),
         )

@@ -37,9 +37,9 @@ pub async fn create(
         .await?;
     let contact = written.contact;
     state
-        .contact_changed(
+        .contact_written(
             auth.0.workspace_id,
-            contact.id,
+            &contact,
             written.version,
             changes::everything(),
         )
@@ -121,9 +121,9 @@ pub async fn update(
         .await?;
     let contact = written.contact;
     state
-        .contact_changed(
+        .contact_written(
             auth.0.workspace_id,
-            contact.id,
+            &contact,
             written.version,
             changes::touched(&patch),
         )
