@@ -6,7 +6,8 @@
 //!
 //! `cargo bench --workspace --bench incremental` (PostgreSQL on 127.0.0.1,
 //! Redis on 127.0.0.1:6379; `INCREMENTAL_SECONDS`, `INCREMENTAL_RATE` and
-//! `INCREMENTAL_BACKEND=sqlite` adjust it; `INCREMENTAL_NO_ANALYZE=1` skips
+//! `INCREMENTAL_BACKEND=sqlite` adjust it; `INCREMENTAL_QUEUED=1` has writes
+//! only queue their changes, as before read-your-writes; `INCREMENTAL_NO_ANALYZE=1` skips
 //! refreshing the planner's statistics after seeding, to see what an
 //! unanalyzed database costs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -61,7 +62,13 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let app = Arc::new(TestApp::spawn_materialized(backend, "redis://127.0.0.1:6379", 1).await);
+        // `INCREMENTAL_QUEUED=1`: writes only queue their changes
+        // (`redis.apply_before_answering = false`), to compare the two paths.
+        let app = Arc::new(if std::env::var_os("INCREMENTAL_QUEUED").is_some() {
+            TestApp::spawn_queued(backend, "redis://127.0.0.1:6379", 1).await
+        } else {
+            TestApp::spawn_materialized(backend, "redis://127.0.0.1:6379", 1).await
+        });
         app.attribute("score", "number").await;
         app.attribute("plan", "text").await;
         let mut ids = Vec::with_capacity(CONTACTS);

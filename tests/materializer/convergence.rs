@@ -131,7 +131,17 @@ fn random_write(
 }
 
 async fn sets_converge_under_concurrent_writes_rebuilds_and_edits(backend: Backend) {
-    let app = TestApp::spawn_materialized(backend, REDIS, 2).await;
+    converge(TestApp::spawn_materialized(backend, REDIS, 2).await).await;
+}
+
+/// The same race with writes that only queue their changes
+/// (`redis.apply_before_answering = false`): the coalescer, the queue and
+/// the workers alone.
+async fn sets_converge_through_the_queue_alone(backend: Backend) {
+    converge(TestApp::spawn_queued(backend, REDIS, 2).await).await;
+}
+
+async fn converge(app: TestApp) {
     app.attribute("score", "number").await;
     let mut contacts = Vec::new();
     for i in 0..40 {
@@ -260,4 +270,7 @@ async fn sets_converge_under_concurrent_writes_rebuilds_and_edits(backend: Backe
     app.stop().await;
 }
 
-on_both_backends!(sets_converge_under_concurrent_writes_rebuilds_and_edits);
+on_both_backends!(
+    sets_converge_under_concurrent_writes_rebuilds_and_edits,
+    sets_converge_through_the_queue_alone
+);

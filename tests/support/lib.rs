@@ -128,7 +128,20 @@ impl TestApp {
             backend,
             two_workers(),
             Registry::builtin(),
-            Some((redis_url, workers)),
+            Some((redis_url, workers, true)),
+            &|s| s,
+        )
+        .await
+    }
+
+    /// As `spawn_materialized`, with writes that only queue their changes
+    /// (`redis.apply_before_answering = false`): the queue's path alone.
+    pub async fn spawn_queued(backend: Backend, redis_url: &str, workers: usize) -> Self {
+        Self::start(
+            backend,
+            two_workers(),
+            Registry::builtin(),
+            Some((redis_url, workers, false)),
             &|s| s,
         )
         .await
@@ -138,7 +151,7 @@ impl TestApp {
         backend: Backend,
         http: HttpSettings,
         registry: Registry,
-        redis: Option<(&str, usize)>,
+        redis: Option<(&str, usize, bool)>,
         tune: &dyn Fn(DatabaseSettings) -> DatabaseSettings,
     ) -> Self {
         // `SEGMENTS_TEST_LOG=<filter>` shows the app's logs (e.g. the cause
@@ -158,12 +171,15 @@ impl TestApp {
         let materialized = match redis {
             // The worker reads through a pool of its own, as in `segments
             // serve`: its statements must not queue behind requests.
-            Some((url, workers)) => {
+            Some((url, workers, apply_before_answering)) => {
                 let worker_store = store
                     .connect_another(&database.settings())
                     .await
                     .expect("connect the worker");
-                Some(Materialized::start(store.clone(), worker_store, url, workers).await)
+                let mut materialized =
+                    Materialized::start(store.clone(), worker_store, url, workers).await;
+                materialized.apply_before_answering = apply_before_answering;
+                Some(materialized)
             }
             None => None,
         };

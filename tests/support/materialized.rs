@@ -23,6 +23,9 @@ pub struct Materialized {
     pub api: Arc<Materializer>,
     pub jobs: JobQueue,
     pub prefix: String,
+    /// As `redis.apply_before_answering`: on, unless a test starts the app
+    /// with writes that only queue (`TestApp::spawn_queued`).
+    pub apply_before_answering: bool,
     redis_url: String,
     stop: watch::Sender<bool>,
     workers: Vec<JoinHandle<Result<(), segments_worker::WorkerError>>>,
@@ -82,6 +85,7 @@ impl Materialized {
             api,
             jobs,
             prefix,
+            apply_before_answering: true,
             redis_url: redis_url.to_owned(),
             stop,
             workers,
@@ -92,6 +96,7 @@ impl Materialized {
         Materialization {
             materializer: self.api.clone(),
             jobs: self.jobs.clone(),
+            apply_before_answering: self.apply_before_answering,
         }
     }
 

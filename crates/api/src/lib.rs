@@ -56,6 +56,9 @@ pub const DEFAULT_AUTH_CACHE_TTL: Duration = Duration::from_secs(5);
 pub struct Materialization {
     pub materializer: Arc<Materializer>,
     pub jobs: JobQueue,
+    /// Whether writes apply their changes before answering (read your
+    /// writes) or only queue them (`redis.apply_before_answering`).
+    pub apply_before_answering: bool,
 }
 
 impl Materialization {
@@ -75,7 +78,7 @@ impl Materialization {
         if contacts.is_empty() {
             return true;
         }
-        if contacts.len() > INLINE_CONTACTS {
+        if !self.apply_before_answering || contacts.len() > INLINE_CONTACTS {
             return false;
         }
         let budget = INLINE_APPLY_TIMEOUT
@@ -100,6 +103,9 @@ impl Materialization {
         version: segments_store::ChangeStamp,
         changed: &[String],
     ) -> bool {
+        if !self.apply_before_answering {
+            return false;
+        }
         let materializer = self.materializer.clone();
         let changed = changed.to_vec();
         within(INLINE_APPLY_TIMEOUT, async move {

@@ -70,6 +70,10 @@ pub struct RedisSection {
     pub url: Secret,
     /// Prefix of every key, so deployments and test runs can share a Redis.
     pub prefix: String,
+    /// Writes bring the sets up to date before they answer, so a read after
+    /// a write sees it. Off, writes only queue their change: more writes a
+    /// second, reads lagging by milliseconds.
+    pub apply_before_answering: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +163,7 @@ impl Default for Settings {
                 enabled: true,
                 url: Secret("redis://127.0.0.1:6379".into()),
                 prefix: "segments".into(),
+                apply_before_answering: true,
             },
             engine: EngineSection {
                 max_depth: 5,

@@ -331,7 +331,11 @@ async fn serve(store: Store, settings: Settings, with_worker: bool) -> anyhow::R
         engine: settings.engine(),
         redis: materialization
             .clone()
-            .map(|(materializer, jobs)| segments_api::Materialization { materializer, jobs }),
+            .map(|(materializer, jobs)| segments_api::Materialization {
+                materializer,
+                jobs,
+                apply_before_answering: settings.redis.apply_before_answering,
+            }),
         metrics: metrics_recorder(&settings)?,
         auth: Arc::new(segments_api::auth_cache::AuthCache::new(
             Duration::from_secs(settings.http.auth_cache_secs),
