@@ -7,10 +7,12 @@
 use segments_domain::attribute::ATTRIBUTE_KEY_PATTERN as ATTRIBUTE_KEY;
 use segments_domain::limits::{
     MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTES_PER_REQUEST, MAX_BATCH_GET, MAX_BULK_TAG_CONTACTS,
-    MAX_BULK_UPSERT, MAX_LABEL_CHARS, MAX_NAME_CHARS, MAX_PAGE_SIZE, MAX_TAG_CHARS,
-    MAX_TAGS_PER_REQUEST,
+    MAX_BULK_UPSERT, MAX_EXTERNAL_ID_CHARS, MAX_LABEL_CHARS, MAX_NAME_CHARS, MAX_PAGE_SIZE,
+    MAX_TAG_CHARS, MAX_TAGS_PER_REQUEST,
 };
-use segments_domain::text::VISIBLE_TEXT_PATTERN as VISIBLE_TEXT;
+use segments_domain::text::{
+    CONTROL_FREE_PATTERN as CONTROL_FREE, VISIBLE_TEXT_PATTERN as VISIBLE_TEXT,
+};
 use serde_json::{Value, json};
 
 fn tag() -> Value {
@@ -23,6 +25,17 @@ fn label(max: usize) -> Value {
 
 fn attribute_key() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": MAX_ATTRIBUTE_KEY_CHARS, "pattern": ATTRIBUTE_KEY})
+}
+
+/// `ExternalId::parse`: not trimmed (an opaque key), non-empty, no
+/// control character.
+fn external_id() -> Value {
+    json!({"minLength": 1, "maxLength": MAX_EXTERNAL_ID_CHARS, "pattern": CONTROL_FREE})
+}
+
+/// A cursor is a `next_cursor` given back: never empty.
+fn cursor() -> Value {
+    json!({"minLength": 1})
 }
 
 fn list(min: usize, max: usize) -> Value {
@@ -61,6 +74,8 @@ pub(crate) fn apply(doc: &mut Value) {
     merge(property(doc, "SegmentPatch", "name"), label(MAX_NAME_CHARS));
     merge(property(doc, "ApiKeyInput", "name"), label(MAX_LABEL_CHARS));
     merge(property(doc, "AttributeInput", "key"), attribute_key());
+    merge(property(doc, "ContactInput", "external_id"), external_id());
+    merge(property(doc, "SearchInput", "cursor"), cursor());
     for schema in ["Contact", "ContactInput"] {
         merge(
             property(doc, schema, "attributes"),
@@ -101,6 +116,7 @@ pub(crate) fn apply(doc: &mut Value) {
                     let bound = match (parameter["in"].as_str(), parameter["name"].as_str()) {
                         (Some("path"), Some("tag")) => tag(),
                         (Some("path"), Some("key")) => attribute_key(),
+                        (Some("query"), Some("cursor")) => cursor(),
                         (Some("query"), Some("limit")) => {
                             json!({"minimum": 1, "maximum": MAX_PAGE_SIZE})
                         }
@@ -118,7 +134,7 @@ pub(crate) fn apply(doc: &mut Value) {
 mod tests {
     use segments_domain::{AttributeKey, Label, TagName};
 
-    use super::{ATTRIBUTE_KEY, VISIBLE_TEXT};
+    use super::{ATTRIBUTE_KEY, CONTROL_FREE, VISIBLE_TEXT};
 
     /// The patterns accept exactly what the parsers accept, on the cases
     /// that tell them apart.
@@ -136,6 +152,14 @@ mod tests {
             assert_eq!(
                 Label::parse(text).is_ok(),
                 visible.is_match(text),
+                "{text:?}"
+            );
+        }
+        let control_free = regex::Regex::new(CONTROL_FREE).unwrap();
+        for text in ["c-1", " x ", "", "a\u{1}b", "\u{85}", "ok\u{a0}", "İ"] {
+            assert_eq!(
+                segments_domain::ExternalId::parse(text).is_ok(),
+                control_free.is_match(text),
                 "{text:?}"
             );
         }

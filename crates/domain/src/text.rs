@@ -11,6 +11,10 @@ use crate::violation::FieldError;
 /// the rule (a test holds the two together).
 pub const VISIBLE_TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
 
+/// A regular expression for non-empty text free of control characters, as
+/// `ExternalId::parse` takes it (untrimmed), for schemas.
+pub const CONTROL_FREE_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]+$";
+
 /// Refuses text that a database cannot store alike: PostgreSQL rejects NUL
 /// (U+0000) in `text` where SQLite keeps it, so a value accepted on one
 /// backend would fail on the other. Free text (attribute values, names
