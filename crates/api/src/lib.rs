@@ -23,7 +23,6 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, middleware, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 use segments_conditions::Limits;
-use segments_domain::limits::{MAX_BULK_TAG_CONTACTS, MAX_BULK_UPSERT};
 use segments_domain::{ContactId, SegmentId, WorkspaceId};
 use segments_store::Store;
 use segments_worker::{JobQueue, Materializer};
@@ -64,8 +63,8 @@ pub struct Materialization {
 impl Materialization {
     /// Brings the sets up to date with `contacts`' current state, as the
     /// queued job would (same evaluation, same version guard), within
-    /// [`INLINE_APPLY_TIMEOUT`] per 1,000 contacts. `false` when it did not (too many
-    /// contacts, Redis or the database failing, too slow): the caller
+    /// [`INLINE_APPLY_TIMEOUT`] per 1,000 contacts. `false` when it did not
+    /// (turned off, Redis or the database failing, too slow): the caller
     /// queues the change. The apply runs on a task of its own, so that a
     /// write that stops waiting never cancels it halfway.
     async fn apply_inline(
@@ -78,7 +77,7 @@ impl Materialization {
         if contacts.is_empty() {
             return true;
         }
-        if !self.apply_before_answering || contacts.len() > INLINE_CONTACTS {
+        if !self.apply_before_answering {
             return false;
         }
         let budget = INLINE_APPLY_TIMEOUT
@@ -156,15 +155,6 @@ impl AppState {
         }
     }
 }
-
-/// The most contacts a write brings up to date in Redis itself before it
-/// answers: every write the API takes (bulk upserts and bulk tagging
-/// included), so that a read after any of them reflects it.
-pub const INLINE_CONTACTS: usize = if MAX_BULK_UPSERT > MAX_BULK_TAG_CONTACTS {
-    MAX_BULK_UPSERT
-} else {
-    MAX_BULK_TAG_CONTACTS
-};
 
 /// How long a write waits for its inline apply, per 1,000 contacts (one
 /// evaluation batch: one snapshot read, one pipelined round trip), before

@@ -154,13 +154,8 @@ impl Materializer {
             .iter()
             .map(|s| (*s, catalog.segments.is_member(*s, &snapshot, &ctx)))
             .collect();
-        let invocation = self.apply_invocation(ws, id, version, cause, now, &decisions);
-        let mut conn = self.redis.clone();
-        let moved: Vec<(u64, u64)> = self.apply.run_many(&mut conn, &[invocation]).await?;
-        for (entered, exited) in moved {
-            crate::metrics::members_changed(cause, entered, exited);
-        }
-        Ok(())
+        self.apply_evaluation(ws, id, version, &decisions, cause)
+            .await
     }
 
     /// Applies one evaluation of one contact, as a job would: each decision
