@@ -74,7 +74,7 @@ check() {
 
   log "$backend: schemathesis"
   # From the scratch directory: schemathesis keeps its state in the cwd.
-  (cd "$work" && "$venv/bin/schemathesis" --config-file "$root/scripts/schemathesis.toml" \
+  (cd "$work" && SEGMENTS_ROOT="$root" "$venv/bin/schemathesis" --config-file "$root/scripts/schemathesis.toml" \
     run "http://127.0.0.1:$port/openapi.json" \
     --header "Authorization: Bearer $key" \
     --max-examples "${FUZZ_EXAMPLES:-60}" \

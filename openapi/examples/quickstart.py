@@ -22,9 +22,9 @@ from segments_client.api.segments import create_segment, get_segment
 from segments_client.api.segments import list_segment_members as list_members
 from segments_client.models import (
     AttributeCondition,
-    AttributeConditionParams,
-    AttributeConditionParamsOp,
     AttributeConditionType,
+    AttributeInList,
+    AttributeInListOp,
     AttributeInput,
     AttributeKind,
     ConditionAll,
@@ -33,8 +33,8 @@ from segments_client.models import (
     ContactPage,
     Problem,
     Segment,
-    SegmentInput,
-    SegmentKind,
+    DynamicSegmentInput,
+    DynamicSegmentInputKind,
     TagCondition,
     TagConditionParams,
     TagConditionParamsOp,
@@ -106,8 +106,8 @@ def main() -> None:
                 ),
                 AttributeCondition(
                     type_=AttributeConditionType.ATTRIBUTE,
-                    params=AttributeConditionParams(
-                        key=plan, op=AttributeConditionParamsOp.IN, values=["gold", "silver"]
+                    params=AttributeInList(
+                        key=plan, op=AttributeInListOp.IN, values=["gold", "silver"]
                     ),
                 ),
             ]
@@ -115,9 +115,9 @@ def main() -> None:
         segment = expect(
             create_segment.sync(
                 client=c,
-                body=SegmentInput(
+                body=DynamicSegmentInput(
                     name=f"VIPs {run}",
-                    kind=SegmentKind.DYNAMIC,
+                    kind=DynamicSegmentInputKind.DYNAMIC,
                     conditions=conditions,
                 ),
             ),

@@ -41,8 +41,29 @@ async fn condition_types_are_listed_with_their_schemas(backend: Backend) {
         ]
     );
     for t in types["items"].as_array().unwrap() {
-        assert_eq!(t["params_schema"]["type"], "object", "{t}");
+        // An object, or one object per operator group.
+        match t["params_schema"]["oneOf"].as_array() {
+            Some(branches) => {
+                for branch in branches {
+                    assert_eq!(branch["type"], "object", "{t}");
+                }
+            }
+            None => assert_eq!(t["params_schema"]["type"], "object", "{t}"),
+        }
     }
+    // `first_contacted` says which fields each operator needs.
+    let first_contacted = &types["items"][2];
+    assert_eq!(first_contacted["name"], "first_contacted");
+    let required: Vec<Value> = first_contacted["params_schema"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["required"].clone())
+        .collect();
+    assert_eq!(
+        required,
+        vec![json!(["op", "from", "to"]), json!(["op", "days"])]
+    );
     app.stop().await;
 }
 
@@ -290,13 +311,108 @@ async fn bad_trees_are_refused_with_the_offending_node(backend: Backend) {
             .unwrap()
             .contains(&me_id.to_string())
     );
-    // Kinds and conditions must agree.
-    app.post("/v1/segments", json!({"name": "x", "kind": "dynamic"}))
-        .await
-        .problem(422);
+    // Kinds and conditions must agree (the spec's oneOf on `kind`), and
+    // every shape error still points at its field.
+    let shape_cases = [
+        (
+            json!({"name": "x", "kind": "dynamic"}),
+            "/conditions",
+            "required",
+        ),
+        (
+            json!({"name": "x", "kind": "dynamic", "conditions": null}),
+            "/conditions",
+            "required",
+        ),
+        (
+            json!({"name": "x", "kind": "static", "conditions": tag_has_any(&["a"])}),
+            "/conditions",
+            "unknown_field",
+        ),
+        (json!({"name": 5, "kind": "static"}), "/name", "wrong_type"),
+        (
+            json!({"name": "x", "kind": "static", "colour": 1}),
+            "/colour",
+            "unknown_field",
+        ),
+        (
+            json!({"name": "x", "kind": "sometimes"}),
+            "/kind",
+            "invalid",
+        ),
+        (json!({"name": "x"}), "/kind", "required"),
+    ];
+    for (body, pointer, code) in shape_cases {
+        let problem = app.post("/v1/segments", body.clone()).await.problem(422);
+        assert_eq!(
+            Reply::pointers(&problem),
+            vec![pointer.to_owned()],
+            "{body}"
+        );
+        assert_eq!(problem["errors"][0]["code"], code, "{body}");
+    }
     app.post(
         "/v1/segments",
-        json!({"name": "x", "kind": "static", "conditions": tag_has_any(&["a"])}),
+        json!({"name": "quiet", "kind": "static", "conditions": null}),
+    )
+    .await
+    .expect(201);
+    app.stop().await;
+}
+
+/// JSON Schema counts `2.0` as an integer, and so does the API: integers
+/// written with a zero fraction are read as integers, in bodies and inside
+/// condition trees; a real fraction is still refused where it points.
+async fn integers_may_be_written_with_a_zero_fraction(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ana = app
+        .post("/v1/contacts", json!({"name": "Ana", "tags": ["vip"]}))
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let got = app
+        .post("/v1/contacts/batch-get", json!({"ids": [ana as f64]}))
+        .await
+        .expect(200);
+    assert_eq!(got["items"][0]["id"], ana, "{got}");
+    let vips = dynamic(&app, "vips", tag_has_any(&["vip"])).await["id"]
+        .as_i64()
+        .unwrap();
+    let tree = json!({"all": [
+        {"type": "segment", "params": {"op": "member_of", "segment_id": vips as f64}},
+        {"type": "first_contacted", "params": {"op": "more_than_days_ago", "days": 0.0}},
+    ]});
+    let preview = app
+        .post(
+            "/v1/segments/preview",
+            json!({"conditions": tree, "limit": 5.0}),
+        )
+        .await
+        .expect(200);
+    assert!(preview["count"].is_u64(), "{preview}");
+    let problem = app
+        .post("/v1/contacts/batch-get", json!({"ids": [ana, 1.5]}))
+        .await
+        .problem(422);
+    assert_eq!(Reply::pointers(&problem), vec!["/ids/1".to_owned()]);
+    let problem = app
+        .post(
+            "/v1/segments/preview",
+            json!({"conditions": {"type": "segment", "params": {"op": "member_of", "segment_id": 1.5}}}),
+        )
+        .await
+        .problem(422);
+    assert_eq!(
+        Reply::pointers(&problem),
+        vec!["/conditions/params/segment_id".to_owned()]
+    );
+    // An integer literal beyond the 64-bit range is not rounded into it.
+    app.raw(
+        reqwest::Method::POST,
+        "/v1/contacts/batch-get",
+        "application/json",
+        br#"{"ids": [-9223372036854775809]}"#.to_vec(),
     )
     .await
     .problem(422);
@@ -662,4 +778,5 @@ on_both_backends!(
     search_takes_a_tree_and_or_a_segment,
     relative_dates_are_measured_from_now,
     segments_of_other_workspaces_are_invisible,
+    integers_may_be_written_with_a_zero_fraction,
 );

@@ -322,7 +322,10 @@ pub fn configure(
                         .finish()
                 }),
             )
-            .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", (*spec).clone()))
+            .service(
+                SwaggerUi::new("/swagger-ui/{_:.*}")
+                    .external_urls_from_iter_unchecked([("/openapi.json", (*spec).clone())]),
+            )
             .configure(routes::register);
     }
 }

@@ -46,55 +46,20 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The bounds the server enforces, from the constants that enforce them
-/// (`openapi_bounds`).
-#[derive(Debug)]
-struct Bounds;
-
-impl Modify for Bounds {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        edit_as_json(openapi, "bounds", crate::openapi_bounds::apply);
-    }
-}
-
-/// Edits the document as JSON: utoipa's typed tree is awkward to walk
-/// generically; JSON is not. A failure leaves it as it was, and says so.
-fn edit_as_json(
-    openapi: &mut utoipa::openapi::OpenApi,
-    what: &str,
-    edit: impl FnOnce(&mut serde_json::Value),
-) {
-    let Ok(mut doc) = serde_json::to_value(&*openapi) else {
-        return;
-    };
-    edit(&mut doc);
-    match serde_json::from_value(doc) {
-        Ok(updated) => *openapi = updated,
-        Err(e) => tracing::error!(error = %e, what, "OpenAPI edit not applied"),
-    }
-}
-
 /// Declares what every route can answer besides its own responses: problem
 /// documents as `application/problem+json` (what they are sent as), `429`
 /// with `Retry-After` on authenticated routes (the rate limiter), and `503`
 /// where the database or Redis can be unreachable.
-#[derive(Debug)]
-struct ProblemResponses;
-
-impl Modify for ProblemResponses {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        edit_as_json(openapi, "problem responses", |doc| {
-            if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
-                for item in paths.values_mut() {
-                    let Some(item) = item.as_object_mut() else {
-                        continue;
-                    };
-                    for operation in item.values_mut() {
-                        problem_responses(operation);
-                    }
-                }
+fn problem_responses_everywhere(doc: &mut serde_json::Value) {
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for item in paths.values_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for operation in item.values_mut() {
+                problem_responses(operation);
             }
-        });
+        }
     }
 }
 
@@ -179,25 +144,27 @@ fn reason(status: &str) -> String {
 
 /// The document for a process whose condition types are `registry`'s:
 /// every route, and the condition tree those types accept.
-pub fn document_for(registry: &Registry) -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    doc.merge(crate::routes::Paths::openapi());
-    // After the merge: they edit the routes.
-    BearerAuth.modify(&mut doc);
-    ProblemResponses.modify(&mut doc);
-    Bounds.modify(&mut doc);
-    edit_as_json(&mut doc, "condition types", |doc| {
-        crate::openapi_conditions::apply(doc, registry);
-    });
+pub fn document_for(registry: &Registry) -> serde_json::Value {
+    let mut typed = ApiDoc::openapi();
+    typed.merge(crate::routes::Paths::openapi());
+    BearerAuth.modify(&mut typed);
+    // From here on the document is JSON, and stays JSON: utoipa's typed
+    // tree is awkward to walk, and has no room for keywords it does not
+    // model (`if`/`then`, `allOf` beside `properties`), which a round trip
+    // through it would silently drop. After the merge: these edit routes.
+    let mut doc = serde_json::to_value(&typed).unwrap_or_default();
+    problem_responses_everywhere(&mut doc);
+    crate::openapi_bounds::apply(&mut doc);
+    crate::openapi_conditions::apply(&mut doc, registry);
     doc
 }
 
 /// The document with the built-in condition types, built once per process
-/// (generating it walks every handler and runs the modifiers, a JSON round
-/// trip): what `openapi/openapi.json` holds, and the list of routes that
+/// (generating it walks every handler and runs the modifiers): what
+/// `openapi/openapi.json` holds, and the list of routes that
 /// [`allowed_methods`] reads.
-pub fn spec() -> &'static utoipa::openapi::OpenApi {
-    static SPEC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+pub fn spec() -> &'static serde_json::Value {
+    static SPEC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
     SPEC.get_or_init(|| document_for(&Registry::builtin()))
 }
 
@@ -208,8 +175,8 @@ pub fn allowed_methods(path: &str) -> Option<Vec<String>> {
     // Of the templates that fit, the one with the most literal segments:
     // `/v1/contacts/search` is that route, not `/v1/contacts/{id}`.
     let (_, item) = spec()
-        .paths
-        .paths
+        .get("paths")
+        .and_then(serde_json::Value::as_object)?
         .iter()
         .filter_map(|(template, item)| {
             let parts: Vec<&str> = template.split('/').collect();
@@ -226,10 +193,7 @@ pub fn allowed_methods(path: &str) -> Option<Vec<String>> {
             fits.then_some((literals, item))
         })
         .max_by_key(|(literals, _)| *literals)?;
-    let methods = serde_json::to_value(item)
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
+    let methods = item.as_object().cloned().unwrap_or_default();
     Some(
         methods
             .keys()
@@ -247,8 +211,7 @@ pub fn allowed_methods(path: &str) -> Option<Vec<String>> {
 /// `document` as pretty JSON with a trailing newline: the form checked in
 /// at `openapi/openapi.json` (with the built-in types).
 pub fn document(registry: &Registry) -> String {
-    let mut json = document_for(registry)
-        .to_pretty_json()
+    let mut json = serde_json::to_string_pretty(&document_for(registry))
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     json.push('\n');
     json

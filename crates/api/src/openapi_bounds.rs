@@ -1,18 +1,20 @@
 //! What the server enforces on strings, lists and numbers, stated in the
 //! spec from the constants that enforce it (`segments_domain::limits`), so
 //! that the two cannot drift and a generated client knows the bounds before
-//! it sends anything. Applied to the generated document as one modifier:
+//! it sends anything. Applied to the generated document as one JSON edit:
 //! each entry names where a bound sits and which rule it is.
 
 use segments_domain::attribute::ATTRIBUTE_KEY_PATTERN as ATTRIBUTE_KEY;
+use segments_domain::contact::{CHANNEL_PATTERN, EMAIL_PATTERN, phone_pattern};
 use segments_domain::limits::{
     MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTES_PER_REQUEST, MAX_BATCH_GET, MAX_BULK_TAG_CONTACTS,
-    MAX_BULK_UPSERT, MAX_EXTERNAL_ID_CHARS, MAX_LABEL_CHARS, MAX_NAME_CHARS, MAX_PAGE_SIZE,
-    MAX_TAG_CHARS, MAX_TAGS_PER_REQUEST,
+    MAX_BULK_UPSERT, MAX_CHANNEL_CHARS, MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_LABEL_CHARS,
+    MAX_MEMBER_NAMES, MAX_NAME_CHARS, MAX_PAGE_SIZE, MAX_TAG_CHARS, MAX_TAGS_PER_REQUEST,
 };
 use segments_domain::text::{
     CONTROL_FREE_PATTERN as CONTROL_FREE, VISIBLE_TEXT_PATTERN as VISIBLE_TEXT,
 };
+use segments_domain::time::INSTANT_PATTERN;
 use serde_json::{Value, json};
 
 fn tag() -> Value {
@@ -70,7 +72,48 @@ pub(crate) fn apply(doc: &mut Value) {
         }
     }
     merge(property(doc, "TagRename", "name"), label(MAX_TAG_CHARS));
-    merge(property(doc, "SegmentInput", "name"), label(MAX_NAME_CHARS));
+    if let Some(kinds) = doc
+        .pointer_mut("/components/schemas/SegmentInput/oneOf")
+        .and_then(Value::as_array_mut)
+    {
+        for kind in kinds {
+            merge(kind.pointer_mut("/properties/name"), label(MAX_NAME_CHARS));
+            // Read through `SegmentFields`, which denies unknown fields;
+            // utoipa states that for structs only.
+            merge(Some(kind), json!({"additionalProperties": false}));
+        }
+    }
+    // The contact's own fields, as `ContactInput::into_patch` parses them.
+    merge(property(doc, "ContactInput", "name"), label(MAX_NAME_CHARS));
+    merge(
+        property(doc, "ContactInput", "phone"),
+        json!({"pattern": phone_pattern()}),
+    );
+    merge(
+        property(doc, "ContactInput", "email"),
+        json!({"maxLength": MAX_EMAIL_CHARS, "pattern": EMAIL_PATTERN}),
+    );
+    merge(
+        property(doc, "ContactInput", "channel"),
+        json!({"minLength": 1, "maxLength": MAX_CHANNEL_CHARS, "pattern": CHANNEL_PATTERN}),
+    );
+    // `ContactFields::apply` refuses an opt-in instant for a contact left
+    // opted out. Whether a PATCH's contact is opted in is stored state, so
+    // the spec states the rule that always holds: send `opted_in: true`
+    // with `opted_in_at`.
+    merge(
+        doc.pointer_mut("/components/schemas/ContactInput"),
+        json!({
+            "if": {"properties": {"opted_in_at": {"type": "string"}}, "required": ["opted_in_at"]},
+            "then": {"properties": {"opted_in": {"const": true}}, "required": ["opted_in"]},
+        }),
+    );
+    for field in ["opted_in_at", "first_contacted_at"] {
+        merge(
+            property(doc, "ContactInput", field),
+            json!({"pattern": INSTANT_PATTERN}),
+        );
+    }
     merge(property(doc, "SegmentPatch", "name"), label(MAX_NAME_CHARS));
     merge(property(doc, "ApiKeyInput", "name"), label(MAX_LABEL_CHARS));
     merge(property(doc, "AttributeInput", "key"), attribute_key());
@@ -88,6 +131,19 @@ pub(crate) fn apply(doc: &mut Value) {
     );
     merge(
         property(doc, "BulkTagInput", "contact_ids"),
+        list(0, MAX_BULK_TAG_CONTACTS),
+    );
+    // Names that can match: contact names are visible text (what
+    // `parse_name` stores). Any other string matches nobody (404).
+    merge(
+        property(doc, "MembersInput", "names"),
+        list(0, MAX_MEMBER_NAMES),
+    );
+    if let Some(items) = property(doc, "MembersInput", "names").and_then(|p| p.get_mut("items")) {
+        merge(Some(items), label(MAX_NAME_CHARS));
+    }
+    merge(
+        property(doc, "MembersInput", "contact_ids"),
         list(0, MAX_BULK_TAG_CONTACTS),
     );
     merge(

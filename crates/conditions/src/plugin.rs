@@ -25,8 +25,9 @@ pub trait ConditionType: Send + Sync + 'static {
     /// OpenAPI document and the SDKs generated from it. Derive it from the
     /// type [`ConditionType::parse`] deserialises `params` into, with
     /// [`crate::builtin::params::schema_of`], so that the two cannot drift.
-    /// The values of `properties.op.enum`, if any, are listed as the type's
-    /// operators.
+    /// The values of `properties.op.enum` (or of each `oneOf` branch's,
+    /// see [`crate::builtin::params::with_fields_by_op`]), if any, are listed
+    /// as the type's operators.
     fn params_schema(&self) -> Value;
 
     /// Validates `params` into a condition. Violations point into `params`

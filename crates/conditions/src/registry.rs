@@ -86,15 +86,7 @@ impl Registry {
             .values()
             .map(|t| {
                 let params_schema = t.params_schema();
-                let operators = params_schema
-                    .pointer("/properties/op/enum")
-                    .and_then(Value::as_array)
-                    .map(|ops| {
-                        ops.iter()
-                            .filter_map(|op| op.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let operators = operators(&params_schema);
                 TypeInfo {
                     name: t.name(),
                     description: t.description(),
@@ -108,4 +100,26 @@ impl Registry {
     pub fn names(&self) -> Vec<&'static str> {
         self.types.keys().copied().collect()
     }
+}
+
+/// The values of `properties.op.enum` in a params schema — or in each of
+/// its `oneOf` branches, in order (one branch per operator group) — without
+/// repeats.
+fn operators(schema: &Value) -> Vec<String> {
+    let branches: Vec<&Value> = match schema.get("oneOf").and_then(Value::as_array) {
+        Some(branches) => branches.iter().collect(),
+        None => vec![schema],
+    };
+    let mut operators: Vec<String> = Vec::new();
+    for op in branches
+        .into_iter()
+        .filter_map(|b| b.pointer("/properties/op/enum").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if !operators.iter().any(|known| known == op) {
+            operators.push(op.to_owned());
+        }
+    }
+    operators
 }

@@ -140,6 +140,23 @@ impl Email {
     }
 }
 
+/// The fewest and most digits of a phone number.
+pub const MIN_PHONE_DIGITS: usize = 4;
+pub const MAX_PHONE_DIGITS: usize = 20;
+
+/// A regular expression (ECMA-262) for phone numbers [`Phone::parse`]
+/// accepts, for schemas: an optional `+`, then the digits with the
+/// separators it drops. (It also trims surrounding whitespace, which the
+/// pattern leaves out.)
+pub fn phone_pattern() -> String {
+    format!(r"^\+?[ .()-]*(?:[0-9][ .()-]*){{{MIN_PHONE_DIGITS},{MAX_PHONE_DIGITS}}}$")
+}
+
+/// A regular expression (ECMA-262) for e-mail addresses [`Email::parse`]
+/// accepts, for schemas: one `@`, no whitespace or control character, and a
+/// dotted domain that neither starts nor ends with a dot.
+pub const EMAIL_PATTERN: &str = r"^[^@\s\u0000-\u001F\u007F-\u009F]+@[^@.\s\u0000-\u001F\u007F-\u009F]+(?:\.+[^@.\s\u0000-\u001F\u007F-\u009F]+)+$";
+
 /// A phone number, normalised to `+` (when given) followed by 4–20 digits:
 /// spaces, dashes, dots and parentheses are dropped so equal numbers compare equal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,10 +183,10 @@ impl Phone {
                 }
             }
         }
-        if !(4..=20).contains(&digits.len()) {
+        if !(MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS).contains(&digits.len()) {
             return Err(FieldError::new(
                 "invalid_phone",
-                "must have between 4 and 20 digits",
+                format!("must have between {MIN_PHONE_DIGITS} and {MAX_PHONE_DIGITS} digits"),
             ));
         }
         Ok(Self(format!("{plus}{digits}")))

@@ -7,6 +7,7 @@
 pub mod attribute;
 pub mod contact;
 pub mod ids;
+pub mod json;
 pub mod limits;
 pub mod text;
 pub mod time;

@@ -26,6 +26,8 @@ pub const MAX_ATTRIBUTES_PER_REQUEST: usize = 100;
 pub const MAX_ATTRIBUTE_DEFINITIONS: u64 = 200;
 /// Most contacts in one bulk upsert.
 pub const MAX_BULK_UPSERT: usize = 10_000;
+/// Most contact names in one static-membership change.
+pub const MAX_MEMBER_NAMES: usize = 1_000;
 /// Most contacts fetched by id in one call.
 pub const MAX_BATCH_GET: usize = 1_000;
 /// Most contacts tagged or untagged in one call.

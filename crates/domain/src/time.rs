@@ -14,6 +14,13 @@ use crate::violation::FieldError;
 #[serde(transparent)]
 pub struct Timestamp(DateTime<Utc>);
 
+/// A regular expression (ECMA-262) that, beside `format: date-time`, says
+/// which instants [`Timestamp::parse`] takes, for schemas: its years are
+/// 1000-9999 in UTC, and an offset moves an instant by less than a day, so
+/// the pattern states years 1001-9998 (exact at any offset) and no leap
+/// second. It reads the start only; the format says the rest.
+pub const INSTANT_PATTERN: &str = "^(?:100[1-9]|10[1-9][0-9]|1[1-9][0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-5][0-9]";
+
 impl Timestamp {
     pub fn parse(value: DateTime<Utc>) -> Result<Self, FieldError> {
         // chrono keeps a leap second (`23:59:60`) as a 60th second's worth

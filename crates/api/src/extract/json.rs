@@ -122,14 +122,24 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::Validation(not_an_object("")));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value =
-        serde_path_to_error::deserialize(&mut de).map_err(|err| match err.inner().classify() {
-            serde_json::error::Category::Data => ApiError::Validation(shape_violation(&err)),
-            _ => ApiError::MalformedJson(err.inner().to_string()),
-        })?;
-    de.end()
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    Ok(value)
+    let shape_error = match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => {
+            de.end()
+                .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            return Ok(value);
+        }
+        Err(err) if err.inner().classify() == serde_json::error::Category::Data => err,
+        Err(err) => return Err(ApiError::MalformedJson(err.inner().to_string())),
+    };
+    // The slow path, taken only by a body already refused: if it writes an
+    // integer as `2064.0`, read it again with such numbers as integers.
+    let mut document: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    if segments_domain::json::integral_floats_as_integers(&mut document) {
+        return serde_path_to_error::deserialize(document)
+            .map_err(|err| ApiError::Validation(shape_violation(&err)));
+    }
+    Err(ApiError::Validation(shape_violation(&shape_error)))
 }
 
 /// Reads a part of a document already parsed (one item of a bulk request),
@@ -138,6 +148,8 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Vi
     if !value.is_object() {
         return Err(not_an_object(""));
     }
+    let mut value = value;
+    segments_domain::json::integral_floats_as_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(|err| shape_violation(&err))
 }
 
@@ -149,9 +161,12 @@ fn not_an_object(pointer: &str) -> Violations {
 fn shape_violation(err: &serde_path_to_error::Error<serde_json::Error>) -> Violations {
     let message = strip_position(&err.inner().to_string());
     let mut pointer = to_pointer(err.path());
-    if let Some(field) = missing_field(&message) {
-        pointer.push('/');
-        pointer.push_str(&segments_domain::violation::pointer_token(field));
+    if let Some(field) = named_field(&message) {
+        let token = segments_domain::violation::pointer_token(field);
+        if !pointer.ends_with(&format!("/{token}")) {
+            pointer.push('/');
+            pointer.push_str(&token);
+        }
     }
     Violations::one(FieldError::new(classify_data_error(&message), message).at(pointer))
 }
@@ -183,10 +198,13 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// The field a missing-field error is about: serde reports it at the
-/// enclosing object, but the client needs the field itself.
-fn missing_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("missing field `")?;
+/// The field a missing- or unknown-field error is about: serde reports a
+/// missing one (and a rule between fields, worded alike) at the enclosing
+/// object, but the client needs the field itself.
+fn named_field(message: &str) -> Option<&str> {
+    let rest = message
+        .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("unknown field `"))?;
     rest.split('`').next()
 }
 
@@ -237,6 +255,45 @@ mod tests {
             pointer_of(r#"{"items":[{"name":"a"},{"name":"b","n":"x"}]}"#),
             Some(("/items/1/n".into(), "wrong_type"))
         );
+    }
+
+    #[test]
+    fn integral_numbers_are_integers_however_written() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ids {
+            ids: Vec<i64>,
+            ttl: Option<u64>,
+            score: Option<f64>,
+        }
+        let ids: Ids = match parse(br#"{"ids":[2064.0,-40613.0,7,-0.0],"ttl":1e4,"score":2.0}"#) {
+            Ok(ids) => ids,
+            Err(e) => panic!("refused: {e:?}"),
+        };
+        assert_eq!(ids.ids, vec![2064, -40613, 7, 0]);
+        assert_eq!(ids.ttl, Some(10_000));
+        assert_eq!(ids.score, Some(2.0));
+        // Read exactly (serde_json's `float_roundtrip`): the default parser
+        // may land one ULP off, which turns this integer into a fraction.
+        let exact: Ids = match parse(br#"{"ids":[4421057785433418.0]}"#) {
+            Ok(ids) => ids,
+            Err(e) => panic!("refused: {e:?}"),
+        };
+        assert_eq!(exact.ids, vec![4_421_057_785_433_418]);
+        // A fraction is still not an integer, and the error still points at it.
+        match parse::<Ids>(br#"{"ids":[1.0,2.5]}"#) {
+            Err(ApiError::Validation(v)) => {
+                let first = v.into_vec().into_iter().next().map(|v| (v.pointer, v.code));
+                assert_eq!(first, Some(("/ids/1".into(), "wrong_type")));
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+        // Beyond both integer ranges a number stays what it was.
+        assert!(parse::<Ids>(br#"{"ids":[1e19]}"#).is_err());
+        assert!(parse::<Ids>(br#"{"ids":[-1e19]}"#).is_err());
+        assert!(parse::<Ids>(br#"{"ids":[-9223372036854775809]}"#).is_err());
+        let items: Result<Item, _> = from_value(serde_json::json!({"name": "a", "n": 3.0}));
+        assert_eq!(items.ok().and_then(|i| i.n), Some(3));
     }
 
     #[test]

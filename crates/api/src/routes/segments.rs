@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use segments_conditions::sql::SqlExpr;
 use segments_conditions::{EvalContext, SegmentSql, Tree};
 use segments_domain::contact::parse_name;
-use segments_domain::limits::MAX_BULK_TAG_CONTACTS;
+use segments_domain::limits::{MAX_BULK_TAG_CONTACTS, MAX_MEMBER_NAMES};
 use segments_domain::{ContactId, FieldError, SegmentId, Timestamp, Violations};
 use segments_store::{Catalog, SegmentRule};
 
@@ -17,12 +17,11 @@ use crate::wire::contact::Contact;
 use crate::wire::page::{PageParams, encode_cursor};
 use crate::wire::segment::{
     ConditionType, ConditionTypeList, ExplainParams, ExplainResult, MembersInput, MembersResult,
-    PreviewInput, PreviewResult, RebuildAccepted, Segment, SegmentInput, SegmentKind, SegmentPage,
-    SegmentPatch, SnapshotCreated, SnapshotInput,
+    PreviewInput, PreviewResult, RebuildAccepted, Segment, SegmentInput, SegmentPage, SegmentPatch,
+    SnapshotCreated, SnapshotInput,
 };
 
 /// Most names resolved in one membership call.
-const MAX_NAMES: usize = 1_000;
 /// Largest preview sample.
 const MAX_PREVIEW: u64 = 100;
 
@@ -96,22 +95,11 @@ pub async fn create(
     body: Json<SegmentInput>,
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0;
-    let name = name(&input.name)?;
-    let rule = match (input.kind, input.conditions) {
-        (SegmentKind::Static, None) => SegmentRule::Static,
-        (SegmentKind::Static, Some(_)) => {
-            return Err(ApiError::Validation(Violations::one(
-                FieldError::new("unexpected", "a static segment has no conditions")
-                    .at("/conditions"),
-            )));
-        }
-        (SegmentKind::Dynamic, None) => {
-            return Err(ApiError::Validation(Violations::one(
-                FieldError::new("required", "a dynamic segment needs conditions").at("/conditions"),
-            )));
-        }
+    let name = name(input.name())?;
+    let rule = match input {
+        SegmentInput::Static { .. } => SegmentRule::Static,
         // The tree is validated by the store, inside the write.
-        (SegmentKind::Dynamic, Some(tree)) => SegmentRule::Dynamic(tree.0),
+        SegmentInput::Dynamic { conditions, .. } => SegmentRule::Dynamic(conditions.0),
     };
     let record = state
         .store
@@ -310,14 +298,9 @@ async fn resolve_members(
                 .at("/contact_ids"),
         )));
     }
-    if names.len() > MAX_NAMES {
+    if names.len() > MAX_MEMBER_NAMES {
         return Err(ApiError::Validation(Violations::one(
-            FieldError::new("too_many", format!("at most {MAX_NAMES} names")).at("/names"),
-        )));
-    }
-    if ids.is_empty() && names.is_empty() {
-        return Err(ApiError::Validation(Violations::one(
-            FieldError::new("required", "give contact_ids, names, or both").at(""),
+            FieldError::new("too_many", format!("at most {MAX_MEMBER_NAMES} names")).at("/names"),
         )));
     }
     for (i, name) in names.iter().enumerate() {

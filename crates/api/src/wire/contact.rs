@@ -94,7 +94,7 @@ pub struct ContactInput {
     #[schema(value_type = Option<String>, example = "ana@example.com")]
     pub email: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, example = "whatsapp", pattern = "^[a-z][a-z0-9_-]*$")]
+    #[schema(value_type = Option<String>, example = "whatsapp")]
     pub channel: Option<Option<String>>,
     pub opted_in: Option<bool>,
     /// When the contact opted in; defaults to the moment `opted_in` becomes true.

@@ -33,14 +33,62 @@ pub enum SegmentKind {
 ]}))]
 pub struct ConditionTree(pub Value);
 
+/// A new segment: `static` (members added and removed by hand) or
+/// `dynamic` (the contacts that satisfy `conditions`), told apart by `kind`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "SegmentFields")]
+pub enum SegmentInput {
+    #[schema(title = "StaticSegmentInput")]
+    Static {
+        #[schema(max_length = 200, example = "Newsletter")]
+        name: String,
+    },
+    #[schema(title = "DynamicSegmentInput")]
+    Dynamic {
+        #[schema(max_length = 200, example = "VIPs on WhatsApp")]
+        name: String,
+        conditions: ConditionTree,
+    },
+}
+
+/// What a `SegmentInput` body holds, read field by field so that a shape
+/// error points at its field (a tagged enum read by serde would buffer the
+/// body and lose the path); [`SegmentInput`] is the rule between them.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SegmentInput {
-    #[schema(max_length = 200, example = "VIPs on WhatsApp")]
-    pub name: String,
-    pub kind: SegmentKind,
-    /// Required for dynamic segments; absent for static ones.
-    pub conditions: Option<ConditionTree>,
+pub struct SegmentFields {
+    name: String,
+    kind: SegmentKind,
+    conditions: Option<ConditionTree>,
+}
+
+impl TryFrom<SegmentFields> for SegmentInput {
+    type Error = String;
+
+    fn try_from(fields: SegmentFields) -> Result<Self, String> {
+        // Worded as serde words it, so the extractor points at the field.
+        match (fields.kind, fields.conditions) {
+            (SegmentKind::Static, None) => Ok(Self::Static { name: fields.name }),
+            (SegmentKind::Static, Some(_)) => {
+                Err("unknown field `conditions`: a static segment has no conditions".into())
+            }
+            (SegmentKind::Dynamic, None) => {
+                Err("missing field `conditions`: a dynamic segment needs conditions".into())
+            }
+            (SegmentKind::Dynamic, Some(conditions)) => Ok(Self::Dynamic {
+                name: fields.name,
+                conditions,
+            }),
+        }
+    }
+}
+
+impl SegmentInput {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Static { name } | Self::Dynamic { name, .. } => name,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -112,7 +160,8 @@ pub struct PreviewResult {
     pub contacts: Vec<Contact>,
 }
 
-/// Contacts to add to, or remove from, a static segment: by id, by name, or both.
+/// Contacts to add to, or remove from, a static segment: by id, by name, or
+/// both. Empty (or absent) lists change nothing, as everywhere in the API.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MembersInput {

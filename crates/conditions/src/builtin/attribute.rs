@@ -18,7 +18,8 @@ use serde_json::Value;
 use super::dates::DatePredicate;
 use super::first_contacted::days;
 use super::params::{
-    MAX_DAYS, bound_schema, check_list_len, fail, parse, scalar_schema, schema_of,
+    MAX_DAYS, OtherFields, bound_schema, check_list_len, fail, parse, scalar_schema, schema_of,
+    with_fields_by_op,
 };
 use crate::ContactSnapshot;
 use crate::plugin::{
@@ -372,7 +373,39 @@ impl ConditionType for AttributeCondition {
     }
 
     fn params_schema(&self) -> Value {
-        schema_of::<Params>()
+        // The fields each operator reads, whatever the attribute's type
+        // (which decides the value's type and which operators apply).
+        with_fields_by_op(
+            schema_of::<Params>(),
+            &[
+                (
+                    "AttributeCompare",
+                    &[
+                        "eq",
+                        "ne",
+                        "contains",
+                        "starts_with",
+                        "lt",
+                        "le",
+                        "gt",
+                        "ge",
+                        "is",
+                        "before",
+                        "after",
+                    ],
+                    &["value"],
+                ),
+                ("AttributeInList", &["in", "not_in"], &["values"]),
+                ("AttributeBetween", &["between"], &["min", "max"]),
+                (
+                    "AttributeRelativeDate",
+                    &["within_last_days", "more_than_days_ago"],
+                    &["days"],
+                ),
+                ("AttributePresence", &["exists", "not_exists"], &[]),
+            ],
+            OtherFields::Refused,
+        )
     }
 
     fn parse(

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 use sea_query::{Expr, ExprTrait};
+use segments_domain::time::INSTANT_PATTERN;
 use segments_domain::{Timestamp, Violations};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::dates::DatePredicate;
-use super::params::{MAX_DAYS, check_days, fail, parse, schema_of};
+use super::params::{MAX_DAYS, OtherFields, check_days, fail, parse, schema_of, with_fields_by_op};
 use crate::ContactSnapshot;
 use crate::plugin::{
     Condition, ConditionType, DataRef, EvalContext, ParseContext, SqlContext, SqlError,
@@ -31,10 +32,10 @@ enum Op {
 struct Params {
     op: Op,
     /// `between`: the first instant (inclusive).
-    #[schemars(extend("format" = "date-time"))]
+    #[schemars(extend("format" = "date-time", "pattern" = INSTANT_PATTERN))]
     from: Option<String>,
     /// `between`: the last instant (inclusive).
-    #[schemars(extend("format" = "date-time"))]
+    #[schemars(extend("format" = "date-time", "pattern" = INSTANT_PATTERN))]
     to: Option<String>,
     /// `within_last_days`, `more_than_days_ago`.
     #[schemars(range(max = MAX_DAYS))]
@@ -70,7 +71,18 @@ impl ConditionType for FirstContactedCondition {
     }
 
     fn params_schema(&self) -> Value {
-        schema_of::<Params>()
+        with_fields_by_op(
+            schema_of::<Params>(),
+            &[
+                ("FirstContactedBetween", &["between"], &["from", "to"]),
+                (
+                    "FirstContactedRelative",
+                    &["within_last_days", "more_than_days_ago"],
+                    &["days"],
+                ),
+            ],
+            OtherFields::Ignored,
+        )
     }
 
     fn parse(
