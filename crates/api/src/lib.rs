@@ -98,8 +98,7 @@ impl Materialization {
     async fn apply_written(
         &self,
         ws: WorkspaceId,
-        contact: segments_domain::Contact,
-        version: segments_store::ChangeStamp,
+        written: &segments_store::Written,
         changed: &[String],
     ) -> bool {
         if !self.apply_before_answering {
@@ -107,9 +106,14 @@ impl Materialization {
         }
         let materializer = self.materializer.clone();
         let changed = changed.to_vec();
+        let (contact, version, catalog_version) = (
+            written.contact.clone(),
+            written.version,
+            written.catalog_version,
+        );
         within(INLINE_APPLY_TIMEOUT, async move {
             materializer
-                .contact_written(ws, contact, version, &changed, "write")
+                .contact_written(ws, contact, version, catalog_version, &changed, "write")
                 .await
         })
         .await
@@ -183,23 +187,21 @@ impl AppState {
         }
     }
 
-    /// One contact's write, with its state after the write and the version
-    /// it gave the contact.
+    /// One contact's write, as the store reports it: its state after the
+    /// write, the version it gave the contact, and the catalog version it
+    /// read.
     pub async fn contact_written(
         &self,
         ws: WorkspaceId,
-        contact: &segments_domain::Contact,
-        version: segments_store::ChangeStamp,
+        written: &segments_store::Written,
         changed: Vec<String>,
     ) {
         if let Some(redis) = &self.redis
-            && !redis
-                .apply_written(ws, contact.clone(), version, &changed)
-                .await
+            && !redis.apply_written(ws, written, &changed).await
         {
             redis
                 .jobs
-                .contact_changed(ws, contact.id, version, changed)
+                .contact_changed(ws, written.contact.id, written.version, changed)
                 .await;
         }
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect, Statement,
+    QuerySelect, QueryTrait, Statement,
 };
 use segments_domain::contact::{ContactFields, resolve_attributes};
 use segments_domain::{
@@ -39,6 +39,10 @@ fn only_retags(patch: &ContactPatch) -> bool {
 pub struct Written {
     pub contact: Contact,
     pub version: ChangeStamp,
+    /// The workspace's catalog version, when the write read it after it
+    /// committed (in the same statement as its read-back): the version an
+    /// evaluation of this write must use at least, known without a read.
+    pub catalog_version: Option<i64>,
 }
 
 /// One page of contacts in id order.
@@ -191,7 +195,11 @@ impl Store {
         // answer is exactly what this write committed.
         let contact = load_one(&txn, stored).await?;
         txn.commit().await?;
-        Ok(Written { contact, version })
+        Ok(Written {
+            contact,
+            version,
+            catalog_version: None,
+        })
     }
 
     pub async fn get_contact(
@@ -333,7 +341,11 @@ impl Store {
             changes::record_one(&txn, workspace_id, id.0, &changes::touched(patch)).await?;
         let contact = load_one(&txn, stored).await?;
         txn.commit().await?;
-        Ok(Written { contact, version })
+        Ok(Written {
+            contact,
+            version,
+            catalog_version: None,
+        })
     }
 
     /// Adds and removes one contact's tags on PostgreSQL, through the
@@ -384,8 +396,36 @@ impl Store {
             };
         let version = version.ok_or_else(|| StoreError::not_found("contact", id))?;
         let version = ChangeStamp::new(version, xid);
-        let contact = self.get_contact(workspace_id, id).await?;
-        Ok(Written { contact, version })
+        // The row and the catalog version in one statement, after the
+        // commit: an evaluation needs a catalog read after the write
+        // committed (a segment redefined later is rebuilt from a snapshot
+        // that holds this write), and this one costs no round trip.
+        let mut read_back = contact::Entity::find_by_id(id.0)
+            .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
+            .into_query();
+        read_back.expr_as(
+            Expr::cust_with_values(
+                "(SELECT catalog_version FROM workspaces WHERE id = $1)",
+                [workspace_id.0],
+            ),
+            "catalog_version",
+        );
+        let row = self
+            .db
+            .query_one(&read_back)
+            .await?
+            .ok_or_else(|| StoreError::not_found("contact", id))?;
+        let catalog_version: Option<i64> = row.try_get("", "catalog_version")?;
+        let model = contact::Model::from_query_result(&row, "")?;
+        let contact = load_contacts(&self.db, vec![model])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::not_found("contact", id))?;
+        Ok(Written {
+            contact,
+            version,
+            catalog_version,
+        })
     }
 
     /// Deletes a contact; returns the stamp of the deletion.

@@ -271,6 +271,25 @@ impl Store {
         Ok(catalog)
     }
 
+    /// As [`Store::catalog`] for a caller that read the workspace's catalog
+    /// version itself, after its write committed (`Written::catalog_version`):
+    /// the cached catalog when it is of that version or newer, without a
+    /// read; otherwise as [`Store::catalog`].
+    pub async fn catalog_as_of(
+        &self,
+        workspace_id: WorkspaceId,
+        version: Option<i64>,
+    ) -> Result<Arc<Catalog>, StoreError> {
+        if let Some(version) = version
+            && let Ok(cache) = self.catalogs.lock()
+            && let Some((seen, catalog)) = cache.get(&workspace_id)
+            && *seen >= version
+        {
+            return Ok(catalog.clone());
+        }
+        self.catalog(workspace_id).await
+    }
+
     /// Loads the workspace's attribute definitions and segments, parsing every
     /// dynamic segment's tree.
     async fn load_catalog(&self, workspace_id: WorkspaceId) -> Result<Catalog, StoreError> {

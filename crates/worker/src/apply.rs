@@ -125,10 +125,11 @@ impl Materializer {
         ws: WorkspaceId,
         contact: Contact,
         version: ChangeStamp,
+        catalog_version: Option<i64>,
         changed: &[String],
         cause: &str,
     ) -> Result<(), WorkerError> {
-        let catalog = self.catalog(ws).await?;
+        let catalog = self.store.catalog_as_of(ws, catalog_version).await?;
         let segments = affected(&catalog, changed);
         if segments.is_empty() {
             return Ok(());

@@ -23,8 +23,7 @@ async fn apply(
     state
         .contact_written(
             auth.0.workspace_id,
-            &written.contact,
-            written.version,
+            &written,
             segments_store::changes::touched(&patch),
         )
         .await;

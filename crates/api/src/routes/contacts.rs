@@ -35,16 +35,10 @@ pub async fn create(
         .store
         .create_contact(auth.0.workspace_id, &patch)
         .await?;
-    let contact = written.contact;
     state
-        .contact_written(
-            auth.0.workspace_id,
-            &contact,
-            written.version,
-            changes::everything(),
-        )
+        .contact_written(auth.0.workspace_id, &written, changes::everything())
         .await;
-    Ok(HttpResponse::Created().json(Contact::from(contact)))
+    Ok(HttpResponse::Created().json(Contact::from(written.contact)))
 }
 
 /// List contacts in creation order, a page at a time.
@@ -119,16 +113,10 @@ pub async fn update(
         .store
         .update_contact(auth.0.workspace_id, ContactId(id.into_inner()), &patch)
         .await?;
-    let contact = written.contact;
     state
-        .contact_written(
-            auth.0.workspace_id,
-            &contact,
-            written.version,
-            changes::touched(&patch),
-        )
+        .contact_written(auth.0.workspace_id, &written, changes::touched(&patch))
         .await;
-    Ok(HttpResponse::Ok().json(Contact::from(contact)))
+    Ok(HttpResponse::Ok().json(Contact::from(written.contact)))
 }
 
 /// Delete a contact.
