@@ -365,10 +365,7 @@ async fn bad_trees_are_refused_with_the_offending_node(backend: Backend) {
 /// condition trees; a real fraction is still refused where it points.
 async fn integers_may_be_written_with_a_zero_fraction(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let ana = app
-        .post("/v1/contacts", json!({"name": "Ana", "tags": ["vip"]}))
-        .await
-        .expect(201)["id"]
+    let ana = app.contact(json!({"name": "Ana", "tags": ["vip"]})).await["id"]
         .as_i64()
         .unwrap();
     let got = app
