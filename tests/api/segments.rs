@@ -160,6 +160,17 @@ async fn static_members_are_added_by_id_and_by_name(backend: Backend) {
         .problem(404);
     assert!(unknown["detail"].as_str().unwrap().contains("Zed"));
     assert_eq!(count(&app, &id).await, 2);
+    // Empty lists (or none) change nothing, as everywhere in the API.
+    for nothing in [json!({"contact_ids": [], "names": []}), json!({})] {
+        for route in ["members", "members/remove"] {
+            let unchanged = app
+                .post(&format!("/v1/segments/{id}/{route}"), nothing.clone())
+                .await
+                .expect(200);
+            assert_eq!(unchanged, json!({"changed": 0, "not_found": []}));
+        }
+    }
+    assert_eq!(count(&app, &id).await, 2);
     let removed = app
         .post(
             &format!("/v1/segments/{id}/members/remove"),

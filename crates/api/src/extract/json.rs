@@ -148,9 +148,17 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Vi
     if !value.is_object() {
         return Err(not_an_object(""));
     }
+    // As in `parse`: integral floats are rewritten only for an item
+    // already refused, so well-formed items pay nothing.
+    let refused = match serde_path_to_error::deserialize(&value) {
+        Ok(item) => return Ok(item),
+        Err(err) => err,
+    };
     let mut value = value;
-    segments_domain::json::integral_floats_as_integers(&mut value);
-    serde_path_to_error::deserialize(value).map_err(|err| shape_violation(&err))
+    if segments_domain::json::integral_floats_as_integers(&mut value) {
+        return serde_path_to_error::deserialize(value).map_err(|err| shape_violation(&err));
+    }
+    Err(shape_violation(&refused))
 }
 
 fn not_an_object(pointer: &str) -> Violations {
