@@ -6,6 +6,7 @@
 mod commit_order;
 mod convergence;
 mod crash;
+mod drift;
 mod outage;
 mod read_your_writes;
 mod sets;

@@ -93,6 +93,11 @@ pub struct WorkerSection {
     /// How often each worker process checks that Redis answers and still
     /// holds the data: an outage or an empty restart is repaired within it.
     pub redis_check_ms: u64,
+    /// How often the drift check of every set (against SQL) starts.
+    pub drift_check_every_secs: u64,
+    /// How long each reconciler tick spends on the drift check before it
+    /// saves its place for the next tick.
+    pub drift_check_slice_ms: u64,
     /// Connections of the worker's own pool in `segments serve`, apart from
     /// the API's, so that jobs never queue behind requests for a connection.
     pub database_connections: u32,
@@ -177,6 +182,8 @@ impl Default for Settings {
                 shutdown_timeout_secs: 30,
                 wake_interval_ms: 10,
                 redis_check_ms: 1_000,
+                drift_check_every_secs: 3_600,
+                drift_check_slice_ms: 10_000,
                 database_connections: 6,
                 metrics_bind: "127.0.0.1:9464".into(),
             },
@@ -235,6 +242,8 @@ impl Settings {
         segments_worker::MaterializerSettings {
             prefix: self.redis.prefix.clone(),
             limits: self.engine().limits,
+            drift_every: Duration::from_secs(self.worker.drift_check_every_secs),
+            drift_slice: Duration::from_millis(self.worker.drift_check_slice_ms),
             ..segments_worker::MaterializerSettings::default()
         }
     }

@@ -248,12 +248,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .context("redis is disabled")?;
             let report = materializer.reconcile().await?;
             println!(
-                "rebuilt {} time-dependent segment(s); repaired {} member(s) in {} segment(s); removed {} deleted segment(s); swept {} change(s)",
+                "swept {} change(s); built {} and rebuilt {} time-dependent segment(s); removed {} deleted segment(s); checked {} segment(s) for drift, repaired {} member(s) in {} segment(s)",
+                report.swept_changes,
+                report.built,
                 report.time_rebuilds,
+                report.stray_segments,
+                report.drift_checked,
                 report.repaired_members,
                 report.repaired_segments,
-                report.stray_segments,
-                report.swept_changes
             );
             Ok(())
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, InsertStatement, Query, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use segments_conditions::{ALL_CHANGES, DataRef};
 use segments_domain::{ContactId, ContactPatch, SegmentId, Timestamp, WorkspaceId};
@@ -263,34 +263,7 @@ impl Store {
         &self,
         ids: &[ContactId],
     ) -> Result<HashMap<ContactId, ChangeStamp>, StoreError> {
-        let mut out = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_IN_LIST) {
-            let latest = Query::select()
-                .expr(Expr::col(contact_change::Column::Seq).max())
-                .from(contact_change::Entity)
-                .and_where(contact_change::Column::ContactId.is_in(chunk.iter().map(|c| c.0)))
-                .group_by_col(contact_change::Column::ContactId)
-                .to_owned();
-            let select = contact_change::Entity::find()
-                .select_only()
-                .column(contact_change::Column::ContactId)
-                .columns(stamp_columns(&self.db))
-                .filter(contact_change::Column::Seq.in_subquery(latest));
-            if self.backend() == DbBackend::Postgres {
-                let rows: Vec<(i64, i64, Option<i64>)> = select.into_tuple().all(&self.db).await?;
-                out.extend(
-                    rows.into_iter()
-                        .map(|(c, seq, xid)| (ContactId(c), ChangeStamp::new(seq, xid))),
-                );
-            } else {
-                let rows: Vec<(i64, i64)> = select.into_tuple().all(&self.db).await?;
-                out.extend(
-                    rows.into_iter()
-                        .map(|(c, seq)| (ContactId(c), ChangeStamp::new(seq, None))),
-                );
-            }
-        }
-        Ok(out)
+        versions_of(&self.db, ids).await
     }
 
     /// Changes that `from` did not see (`None`: a snapshot that saw
@@ -341,24 +314,52 @@ impl Store {
             .collect())
     }
 
-    /// Deletes log rows older than `keep` that `swept` saw.
+    /// The highest sequence number among the log rows `prune_changes`
+    /// may delete: those older than `keep` that `swept` saw. Nothing can
+    /// join them later (they all committed before `swept`), so a contact
+    /// left with no row once they are deleted was last changed at or
+    /// before it.
+    pub async fn prunable_through(
+        &self,
+        swept: &ChangeSnapshot,
+        keep: Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let through: Option<Option<i64>> = contact_change::Entity::find()
+            .select_only()
+            .expr(Expr::col(contact_change::Column::Seq).max())
+            .filter(self.prunable(swept, keep))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(through.flatten())
+    }
+
+    /// Deletes the log rows older than `keep` that `swept` saw, up to
+    /// sequence number `through`. Returns how many went.
     pub async fn prune_changes(
         &self,
         swept: &ChangeSnapshot,
         keep: Duration,
+        through: i64,
     ) -> Result<u64, StoreError> {
+        Ok(contact_change::Entity::delete_many()
+            .filter(self.prunable(swept, keep))
+            .filter(contact_change::Column::Seq.lte(through))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+
+    fn prunable(&self, swept: &ChangeSnapshot, keep: Duration) -> Condition {
         let cutoff = Utc::now() - chrono::Duration::from_std(keep).unwrap_or_default();
         let column = if self.backend() == DbBackend::Postgres {
             contact_change::Column::Xid
         } else {
             contact_change::Column::Seq
         };
-        Ok(contact_change::Entity::delete_many()
-            .filter(column.lt(swept.xmin))
-            .filter(contact_change::Column::CreatedAt.lt(cutoff))
-            .exec(&self.db)
-            .await?
-            .rows_affected)
+        Condition::all()
+            .add(column.lt(swept.xmin))
+            .add(contact_change::Column::CreatedAt.lt(cutoff))
     }
 
     /// Every workspace's id.
@@ -416,6 +417,42 @@ fn unseen_by(postgres: bool, snapshot: &ChangeSnapshot) -> SimpleExpr {
     } else {
         Expr::col(contact_change::Column::Seq).gte(snapshot.xmin)
     }
+}
+
+/// Each contact's version, read through `conn` (in a snapshot, together
+/// with the state it versions).
+pub(crate) async fn versions_of<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[ContactId],
+) -> Result<HashMap<ContactId, ChangeStamp>, StoreError> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_IN_LIST) {
+        let latest = Query::select()
+            .expr(Expr::col(contact_change::Column::Seq).max())
+            .from(contact_change::Entity)
+            .and_where(contact_change::Column::ContactId.is_in(chunk.iter().map(|c| c.0)))
+            .group_by_col(contact_change::Column::ContactId)
+            .to_owned();
+        let select = contact_change::Entity::find()
+            .select_only()
+            .column(contact_change::Column::ContactId)
+            .columns(stamp_columns(conn))
+            .filter(contact_change::Column::Seq.in_subquery(latest));
+        if conn.get_database_backend() == DbBackend::Postgres {
+            let rows: Vec<(i64, i64, Option<i64>)> = select.into_tuple().all(conn).await?;
+            out.extend(
+                rows.into_iter()
+                    .map(|(c, seq, xid)| (ContactId(c), ChangeStamp::new(seq, xid))),
+            );
+        } else {
+            let rows: Vec<(i64, i64)> = select.into_tuple().all(conn).await?;
+            out.extend(
+                rows.into_iter()
+                    .map(|(c, seq)| (ContactId(c), ChangeStamp::new(seq, None))),
+            );
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

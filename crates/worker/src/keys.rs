@@ -18,6 +18,8 @@
 //! | `<prefix>:swept` | string | the snapshot (`xmin:xmax:xip,…`) the change log has been swept through |
 //! | `<prefix>:epoch` | string | present while Redis holds the deployment's data (a restore writes it) |
 //! | `<prefix>:reconcile-lock` | string | the reconciler's lease (renewed while held) |
+//! | `<prefix>:drift` | hash | `pass`: the drift check in progress, `last`: the last one finished (JSON) |
+//! | `<prefix>:pruned-through` | string | the highest change sequence number pruned from the log |
 
 use segments_domain::{SegmentId, WorkspaceId};
 
@@ -109,6 +111,14 @@ impl Keys {
 
     pub fn swept(&self) -> String {
         format!("{}:swept", self.prefix)
+    }
+
+    pub fn drift(&self) -> String {
+        format!("{}:drift", self.prefix)
+    }
+
+    pub fn pruned_through(&self) -> String {
+        format!("{}:pruned-through", self.prefix)
     }
 
     pub fn reconcile_lock(&self) -> String {

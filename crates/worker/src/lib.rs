@@ -12,6 +12,7 @@
 //! The Redis layout is a public contract: see [`keys`].
 
 mod apply;
+mod drift;
 mod error;
 pub mod jobs;
 pub mod keys;
@@ -23,6 +24,7 @@ mod reconcile;
 mod recovery;
 mod scripts;
 
+pub use drift::FinishedPass;
 pub use error::WorkerError;
 pub use jobs::{Envelope, Job, JobQueue, WorkerSettings, run};
 pub use materializer::{Materializer, MaterializerSettings, SegmentStatus, Snapshot};

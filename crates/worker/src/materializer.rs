@@ -12,7 +12,7 @@ use segments_store::{Catalog, Store};
 
 use crate::WorkerError;
 use crate::keys::Keys;
-use crate::scripts::{APPLY, FORGET, MARK_SWEPT, SWAP, Script};
+use crate::scripts::{APPLY, FORGET, MARK_SWEPT, RAISE, REPAIR, SWAP, Script};
 
 /// How the materializer behaves.
 #[derive(Debug, Clone)]
@@ -27,6 +27,14 @@ pub struct MaterializerSettings {
     pub events_max_len: u64,
     /// How long change-log rows are kept once swept.
     pub change_retention: Duration,
+    /// Ids compared per page by the drift check: one SQL page, one
+    /// SMISMEMBER or SSCAN, so no command holds Redis for long.
+    pub drift_batch: usize,
+    /// How often a drift check of every set starts.
+    pub drift_every: Duration,
+    /// How long one reconciler tick works on the drift check before it
+    /// saves its place and leaves the rest to the next tick.
+    pub drift_slice: Duration,
     pub limits: Limits,
 }
 
@@ -38,6 +46,9 @@ impl Default for MaterializerSettings {
             build_ttl: Duration::from_secs(3_600),
             events_max_len: 100_000,
             change_retention: Duration::from_secs(24 * 3_600),
+            drift_batch: 1_000,
+            drift_every: Duration::from_secs(3_600),
+            drift_slice: Duration::from_secs(10),
             limits: Limits::default(),
         }
     }
@@ -75,6 +86,8 @@ pub struct Materializer {
     pub(crate) swap: Script,
     pub(crate) mark_swept: Script,
     pub(crate) forget: Script,
+    pub(crate) repair: Script,
+    pub(crate) raise: Script,
 }
 
 impl std::fmt::Debug for Materializer {
@@ -117,6 +130,8 @@ impl Materializer {
             swap: Script::new(SWAP),
             mark_swept: Script::new(MARK_SWEPT),
             forget: Script::new(FORGET),
+            repair: Script::new(REPAIR),
+            raise: Script::new(RAISE),
         })
     }
 

@@ -1,16 +1,18 @@
-//! Reconciliation: the scheduled safety net. Rebuilds the segments whose
-//! truth moves with time, compares every other set with SQL and repairs
-//! drift, removes the keys of deleted segments, and sweeps the change log
-//! for changes whose jobs never ran.
+//! Reconciliation: the scheduled safety net. Each tick sweeps the change
+//! log for changes whose jobs never ran (from where the last sweep ended),
+//! builds sets that were never built, rebuilds the segments whose truth
+//! moves with time, removes the keys of deleted segments, and spends a
+//! bounded slice on the drift check (`drift`), which compares every set
+//! with SQL page by page over as many ticks as it takes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use redis::AsyncCommands;
-use segments_conditions::SegmentSql;
 use segments_domain::{SegmentId, Timestamp, WorkspaceId};
 use segments_store::ChangeSnapshot;
 
+use crate::drift::{DriftBudget, FinishedPass};
 use crate::lease::Lease;
 
 use crate::{Materializer, WorkerError};
@@ -37,50 +39,24 @@ impl Drift {
 /// What a reconciliation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
+    /// Change-log entries swept.
+    pub swept_changes: u64,
+    /// Sets built because they never had been.
+    pub built: u64,
     /// Segments rebuilt because time alone moves them.
     pub time_rebuilds: u64,
+    /// Keys of deleted segments removed.
+    pub stray_segments: u64,
+    /// Segments the drift check went through.
+    pub drift_checked: u64,
     /// Segments whose drift was repaired, and by how many members.
     pub repaired_segments: u64,
     pub repaired_members: u64,
-    /// Keys of deleted segments removed.
-    pub stray_segments: u64,
-    /// Change-log entries swept.
-    pub swept_changes: u64,
+    /// The drift check this reconciliation finished, if it finished one.
+    pub drift_finished: Option<FinishedPass>,
 }
 
 impl Materializer {
-    /// Compares one segment's set with SQL, without changing anything.
-    pub async fn drift(&self, ws: WorkspaceId, segment: SegmentId) -> Result<Drift, WorkerError> {
-        let catalog = self.catalog(ws).await?;
-        let ctx = catalog.sql_context(self.store.sql_backend(), Timestamp::now());
-        let condition = catalog
-            .segments
-            .membership_sql(segment, &ctx)
-            .map_err(|e| WorkerError::Sql(segment, e))?;
-        let mut conn = self.redis.clone();
-        let built: bool = conn.exists(self.keys.meta(ws, segment)).await?;
-        let live: HashSet<i64> = conn.smembers(self.keys.members(ws, segment)).await?;
-        let mut expected = HashSet::with_capacity(live.len());
-        let (tx, mut batches) = futures::channel::mpsc::channel::<Vec<i64>>(1);
-        let produce = self
-            .store
-            .send_ids_where(ws, condition, self.settings.build_batch, tx);
-        let consume = async {
-            while let Some(ids) = batches.next().await {
-                expected.extend(ids);
-            }
-        };
-        let (produced, ()) = tokio::join!(produce, consume);
-        produced?;
-        Ok(Drift {
-            workspace: ws,
-            segment,
-            missing: expected.difference(&live).count() as u64,
-            extra: live.difference(&expected).count() as u64,
-            unbuilt: !built,
-        })
-    }
-
     /// Every segment's drift, in every workspace.
     pub async fn verify(&self) -> Result<Vec<Drift>, WorkerError> {
         let mut out = Vec::new();
@@ -92,13 +68,17 @@ impl Materializer {
         Ok(out)
     }
 
-    /// Runs one reconciliation over every workspace.
+    /// Runs one whole reconciliation, drift check included, now.
     pub async fn reconcile(&self) -> Result<ReconcileReport, WorkerError> {
-        self.reconcile_under(None).await
+        self.reconcile_under(None, DriftBudget::Complete).await
     }
 
     /// Reconciles; under a lease, stops at the first step after losing it.
-    async fn reconcile_under(&self, lease: Option<&Lease>) -> Result<ReconcileReport, WorkerError> {
+    async fn reconcile_under(
+        &self,
+        lease: Option<&Lease>,
+        budget: DriftBudget,
+    ) -> Result<ReconcileReport, WorkerError> {
         let check = || lease.map_or(Ok(()), Lease::check);
         // Sweep first: changes whose jobs were lost are applied before sets
         // are compared, so they are not counted as drift.
@@ -109,46 +89,54 @@ impl Materializer {
         for ws in self.store.workspace_ids().await? {
             check()?;
             let catalog = self.catalog(ws).await?;
-            let mut repaired_here = 0;
-            for segment in catalog.segments.dependency_order() {
+            let order = catalog.segments.dependency_order();
+            let built = self.built(ws, &order).await?;
+            for (segment, built) in order.into_iter().zip(built) {
                 check()?;
-                if catalog.segments.time_dependent(segment) {
+                if !built {
+                    self.rebuild(ws, segment).await?;
+                    report.built += 1;
+                } else if catalog.segments.time_dependent(segment) {
                     self.rebuild(ws, segment).await?;
                     report.time_rebuilds += 1;
-                    continue;
-                }
-                let drift = self.drift(ws, segment).await?;
-                if !drift.is_clean() {
-                    let members = drift.missing + drift.extra;
-                    tracing::warn!(workspace = %ws, segment = %segment, missing = drift.missing, extra = drift.extra, unbuilt = drift.unbuilt, "repairing drift");
-                    self.rebuild(ws, segment).await?;
-                    if !drift.unbuilt {
-                        report.repaired_segments += 1;
-                        report.repaired_members += members;
-                        repaired_here += members;
-                        let mut conn = self.redis.clone();
-                        let _: i64 = conn
-                            .hincr(self.keys.meta(ws, segment), "repairs", members)
-                            .await?;
-                    }
                 }
             }
             report.stray_segments += self.remove_strays(ws, &catalog).await?;
             let mut conn = self.redis.clone();
-            let _: () = redis::pipe()
-                .hincr(self.keys.stats(ws), "repairs", repaired_here)
-                .ignore()
+            let _: () = conn
                 .hset(
                     self.keys.stats(ws),
                     "last_reconcile_at",
                     Timestamp::now().get().to_rfc3339(),
                 )
-                .ignore()
-                .query_async(&mut conn)
                 .await?;
         }
+        let drift = self.drift_pass(budget, lease).await?;
+        report.drift_checked = drift.checked;
+        report.repaired_segments = drift.repaired_segments;
+        report.repaired_members = drift.repaired_members;
+        report.drift_finished = drift.finished;
         tracing::info!(?report, "reconciled");
         Ok(report)
+    }
+
+    /// Whether each segment's set has been built (one round trip).
+    async fn built(
+        &self,
+        ws: WorkspaceId,
+        segments: &[SegmentId],
+    ) -> Result<Vec<bool>, WorkerError> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for segment in segments {
+            pipe.cmd("HEXISTS")
+                .arg(self.keys.meta(ws, *segment))
+                .arg("built_at");
+        }
+        let mut conn = self.redis.clone();
+        Ok(pipe.query_async(&mut conn).await?)
     }
 
     /// Removes the keys of segments that no longer exist.
@@ -226,9 +214,19 @@ impl Materializer {
             count += changes.len() as u64;
         }
         self.record_swept(&now).await?;
-        self.store
-            .prune_changes(&now, self.settings.change_retention)
-            .await?;
+        // The highest pruned version is recorded before the rows go: a drift
+        // repair gives it to a contact left with no change in the log.
+        let keep = self.settings.change_retention;
+        if let Some(through) = self.store.prunable_through(&now, keep).await? {
+            let _: Vec<i64> = self
+                .raise
+                .run_many(
+                    &mut conn,
+                    &[(vec![self.keys.pruned_through()], vec![through.to_string()])],
+                )
+                .await?;
+            self.store.prune_changes(&now, keep, through).await?;
+        }
         Ok(count)
     }
 
@@ -260,7 +258,9 @@ impl Materializer {
             return Ok(None);
         };
         let started = std::time::Instant::now();
-        let result = self.reconcile_under(Some(&lease)).await;
+        let result = self
+            .reconcile_under(Some(&lease), DriftBudget::Slice(self.settings.drift_slice))
+            .await;
         match &result {
             Ok(report) => crate::metrics::reconciled(
                 true,

@@ -94,6 +94,59 @@ redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', 'segment', ARGV[7], 'co
 return count
 ";
 
+/// Repairs drift in one segment: sets each listed contact's membership to
+/// what SQL decided, unless something newer got there first.
+///
+/// KEYS: members, meta, versions, events.
+/// ARGV: the build identity the check started from (see `build_identity`),
+/// cause, now, events max length, segment id, then per contact: contact,
+/// desired (`1`/`0`), version (the contact's version in the snapshot SQL
+/// decided from; empty for a deleted contact, which never comes back).
+///
+/// A decision lands only if the set is still the build the check compared
+/// (a swap since then brought a newer state, and cleared `versions`) and
+/// no decision newer than `version` was applied for the contact. It then
+/// records `version` as applied, so an older job does not undo it.
+/// Returns how many contacts moved, or -1 when the set was rebuilt.
+pub const REPAIR: &str = r"
+local b = redis.call('HMGET', KEYS[2], 'built_catalog', 'built_xmin', 'built_xmax', 'built_seq', 'built_at')
+local identity = (b[1] or '') .. '/' .. (b[2] or '') .. '/' .. (b[3] or '') .. '/' .. (b[4] or '') .. '/' .. (b[5] or '')
+if identity ~= ARGV[1] then return -1 end
+local repaired = 0
+for i = 6, #ARGV, 3 do
+  local contact, desired, version = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local seen = tonumber(redis.call('HGET', KEYS[3], contact) or '-1')
+  if version == '' or seen <= tonumber(version) then
+    local moved
+    if desired == '1' then moved = redis.call('SADD', KEYS[1], contact) else moved = redis.call('SREM', KEYS[1], contact) end
+    if moved == 1 then
+      repaired = repaired + 1
+      if version ~= '' then redis.call('HSET', KEYS[3], contact, version) end
+      local change = 'exited'
+      if desired == '1' then change = 'entered' end
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'segment', ARGV[5], 'contact', contact, 'change', change, 'cause', ARGV[2], 'at', ARGV[3])
+    end
+  end
+end
+if repaired > 0 then
+  redis.call('HINCRBY', KEYS[2], 'version', 1)
+  redis.call('HINCRBY', KEYS[2], 'repairs', repaired)
+  redis.call('HSET', KEYS[2], 'count', redis.call('SCARD', KEYS[1]))
+end
+return repaired
+";
+
+/// Raises a number, never lowering it (a string key read by `tonumber`).
+///
+/// KEYS: the key. ARGV: the new value. Returns the value now held.
+pub const RAISE: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '')
+local new = tonumber(ARGV[1])
+if current and current >= new then return current end
+redis.call('SET', KEYS[1], ARGV[1])
+return new
+";
+
 /// Records how far the sweep has come, never moving it back: a reconciler
 /// whose lease lapsed may finish after a newer one.
 ///
