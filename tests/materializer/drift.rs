@@ -318,7 +318,7 @@ async fn a_repair_decided_before_a_write_or_a_rebuild_never_lands(backend: Backe
     .await
     .expect(200);
     assert_eq!(
-        m.apply_truths(ws, segment, &identity, &stale)
+        m.apply_truths(ws, segment, &identity, &stale, "repair")
             .await
             .unwrap(),
         Some(0)
@@ -334,7 +334,7 @@ async fn a_repair_decided_before_a_write_or_a_rebuild_never_lands(backend: Backe
     assert_eq!((fresh[0].member, fresh[1].member), (Some(false), None));
     let ghost_only = &fresh[1..];
     assert_eq!(
-        m.apply_truths(ws, segment, &identity, ghost_only)
+        m.apply_truths(ws, segment, &identity, ghost_only, "repair")
             .await
             .unwrap(),
         Some(1)
@@ -344,7 +344,7 @@ async fn a_repair_decided_before_a_write_or_a_rebuild_never_lands(backend: Backe
     m.rebuild(ws, segment).await.unwrap();
     let _ = damage(&m, ws, segment, &[], &[intruder]).await;
     assert_eq!(
-        m.apply_truths(ws, segment, &identity, &fresh[..1])
+        m.apply_truths(ws, segment, &identity, &fresh[..1], "repair")
             .await
             .unwrap(),
         None

@@ -10,6 +10,7 @@ mod drift;
 mod outage;
 mod read_your_writes;
 mod sets;
+mod time;
 
 use std::time::Duration;
 

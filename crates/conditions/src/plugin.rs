@@ -61,6 +61,21 @@ pub trait Condition: Send + Sync + fmt::Debug {
     fn time_dependent(&self) -> bool {
         false
     }
+
+    /// For a time-dependent condition: SQL over the row `contacts` that
+    /// holds for every contact whose truth at `to` may differ from its
+    /// truth at `from` (`from <= to`) with its data unchanged. It may hold
+    /// for more contacts, never for fewer. `None` (the default) when the
+    /// condition cannot narrow it down: its segments are then rebuilt whole
+    /// as time passes, instead of re-deciding only those contacts.
+    fn time_window_sql(
+        &self,
+        _from: Timestamp,
+        _to: Timestamp,
+        _ctx: &SqlContext<'_>,
+    ) -> Option<Expr> {
+        None
+    }
 }
 
 /// A piece of contact data a condition may read.

@@ -256,6 +256,33 @@ impl SegmentSet {
         out
     }
 
+    /// SQL that holds for every contact whose membership of `id` may change
+    /// between `from` and `to` by time alone: the windows of the
+    /// time-dependent conditions of its tree and of every segment it reaches
+    /// (a membership can only flip where one of its conditions does). `None`
+    /// when a condition cannot say, or none moves with time.
+    pub fn time_window_sql(
+        &self,
+        id: SegmentId,
+        from: segments_domain::Timestamp,
+        to: segments_domain::Timestamp,
+        ctx: &SqlContext<'_>,
+    ) -> Option<Expr> {
+        let mut windows = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut frontier = vec![id];
+        while let Some(current) = frontier.pop() {
+            if !seen.insert(current) {
+                continue;
+            }
+            if let Some(SegmentKind::Dynamic(tree)) = self.segments.get(&current).map(|d| &d.kind) {
+                tree.time_windows(from, to, ctx, &mut windows)?;
+            }
+            frontier.extend(self.references(current));
+        }
+        windows.into_iter().reduce(ExprTrait::or)
+    }
+
     /// Whether time alone can change `id`'s membership, through its own tree
     /// or a segment it references.
     pub fn time_dependent(&self, id: SegmentId) -> bool {

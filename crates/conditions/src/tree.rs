@@ -327,6 +327,27 @@ impl Tree {
         any
     }
 
+    /// The time windows of its time-dependent leaves (see
+    /// `Condition::time_window_sql`); `None` when one cannot say.
+    pub(crate) fn time_windows(
+        &self,
+        from: segments_domain::Timestamp,
+        to: segments_domain::Timestamp,
+        ctx: &SqlContext<'_>,
+        out: &mut Vec<Expr>,
+    ) -> Option<()> {
+        let mut known = true;
+        self.walk(&mut |leaf| {
+            if leaf.condition.time_dependent() {
+                match leaf.condition.time_window_sql(from, to, ctx) {
+                    Some(window) => out.push(window),
+                    None => known = false,
+                }
+            }
+        });
+        known.then_some(())
+    }
+
     /// Calls `f` on every leaf, in order.
     pub fn for_each_leaf(&self, f: &mut impl FnMut(&Leaf)) {
         self.walk(f);

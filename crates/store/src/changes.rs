@@ -278,9 +278,33 @@ impl Store {
         after: i64,
         limit: u64,
     ) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.changes_unseen_since(from, to, workspace, 0, after, limit)
+            .await
+    }
+
+    /// As `changes_unseen`, leaving out the changes of transactions below
+    /// `xmin` (sequence numbers on SQLite): those every snapshot with an
+    /// `xmin` of at least that saw.
+    pub async fn changes_unseen_since(
+        &self,
+        from: Option<&ChangeSnapshot>,
+        to: Option<&ChangeSnapshot>,
+        workspace: Option<WorkspaceId>,
+        xmin: i64,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
         let postgres = self.backend() == DbBackend::Postgres;
         let mut query =
             contact_change::Entity::find().filter(contact_change::Column::Seq.gt(after));
+        if xmin > 0 {
+            let column = if postgres {
+                contact_change::Column::Xid
+            } else {
+                contact_change::Column::Seq
+            };
+            query = query.filter(column.gte(xmin));
+        }
         if let Some(from) = from {
             query = query.filter(unseen_by(postgres, from));
         }

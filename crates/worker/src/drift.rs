@@ -320,7 +320,7 @@ impl Materializer {
             return Ok(Some(truths.len() as u64));
         }
         let moved = self
-            .apply_truths(check.ws, check.segment, check.identity, &truths)
+            .apply_truths(check.ws, check.segment, check.identity, &truths, "repair")
             .await?;
         if let Some(moved) = moved.filter(|m| *m > 0) {
             tracing::warn!(workspace = %check.ws, segment = %check.segment, members = moved, "repaired drift");
@@ -331,8 +331,8 @@ impl Materializer {
     /// Makes the set agree with what SQL decided for each contact (`truths`,
     /// read by `Store::membership_truth`), where no newer decision got there
     /// first and the set is still the build `identity` names (from
-    /// `build_identity`, read before the truths). The drift check's repair,
-    /// on its own. Returns how many contacts moved, or `None` when the set
+    /// `build_identity`, read before the truths). The drift check's repair
+    /// on its own, and how time moves members (`cause`: `repair`, `time`). Returns how many contacts moved, or `None` when the set
     /// was rebuilt since `identity` was read (the rest was not applied).
     pub async fn apply_truths(
         &self,
@@ -340,6 +340,7 @@ impl Materializer {
         segment: SegmentId,
         identity: &str,
         truths: &[MembershipTruth],
+        cause: &str,
     ) -> Result<Option<u64>, WorkerError> {
         // The version of a contact whose changes were all pruned: none of
         // them is newer than the highest pruned one.
@@ -358,7 +359,7 @@ impl Materializer {
             ];
             let mut args = vec![
                 identity.to_owned(),
-                "repair".to_owned(),
+                cause.to_owned(),
                 Timestamp::now().get().to_rfc3339(),
                 self.settings.events_max_len.to_string(),
                 segment.0.to_string(),
@@ -446,11 +447,17 @@ impl Materializer {
                     self.save_pass(&pass).await?;
                     return Ok(progress);
                 }
-                // Segments that time moves are rebuilt by every tick; an
-                // unbuilt one is built by the tick too.
-                let identity = match self.build_identity(ws, segment).await? {
-                    Some(identity) if !catalog.segments.time_dependent(segment) => identity,
-                    _ => continue,
+                // A segment that time moves is first brought up to date with
+                // time, so that what time moved is not taken for drift; one
+                // whose conditions cannot say for whom is rebuilt by every
+                // tick instead. An unbuilt one is built by the tick.
+                if catalog.segments.time_dependent(segment)
+                    && self.apply_time(ws, &catalog, segment).await?.is_none()
+                {
+                    continue;
+                }
+                let Some(identity) = self.build_identity(ws, segment).await? else {
+                    continue;
                 };
                 let condition = segments_conditions::SegmentSql::membership_sql(
                     &catalog.segments,

@@ -23,6 +23,7 @@ mod rebuild;
 mod reconcile;
 mod recovery;
 mod scripts;
+mod time;
 
 pub use drift::FinishedPass;
 pub use error::WorkerError;

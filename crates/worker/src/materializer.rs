@@ -12,7 +12,7 @@ use segments_store::{Catalog, Store};
 
 use crate::WorkerError;
 use crate::keys::Keys;
-use crate::scripts::{APPLY, FORGET, MARK_SWEPT, RAISE, REPAIR, SWAP, Script};
+use crate::scripts::{APPLY, FORGET, MARK_SWEPT, MARK_TIME, RAISE, REPAIR, SWAP, Script};
 
 /// How the materializer behaves.
 #[derive(Debug, Clone)]
@@ -88,6 +88,7 @@ pub struct Materializer {
     pub(crate) forget: Script,
     pub(crate) repair: Script,
     pub(crate) raise: Script,
+    pub(crate) mark_time: Script,
 }
 
 impl std::fmt::Debug for Materializer {
@@ -132,6 +133,7 @@ impl Materializer {
             forget: Script::new(FORGET),
             repair: Script::new(REPAIR),
             raise: Script::new(RAISE),
+            mark_time: Script::new(MARK_TIME),
         })
     }
 

@@ -1,11 +1,9 @@
 //! Reconciliation: the scheduled safety net. Each tick sweeps the change
 //! log for changes whose jobs never ran (from where the last sweep ended),
-//! builds sets that were never built, rebuilds the segments whose truth
-//! moves with time, removes the keys of deleted segments, and spends a
+//! builds sets that were never built, moves the members time alone moved
+//! (`time`), removes the keys of deleted segments, and spends a
 //! bounded slice on the drift check (`drift`), which compares every set
 //! with SQL page by page over as many ticks as it takes.
-
-use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use redis::AsyncCommands;
@@ -43,7 +41,13 @@ pub struct ReconcileReport {
     pub swept_changes: u64,
     /// Sets built because they never had been.
     pub built: u64,
-    /// Segments rebuilt because time alone moves them.
+    /// Segments whose members time alone moves, brought up to date by
+    /// re-deciding only the contacts time can have changed; and how many
+    /// members moved.
+    pub time_updates: u64,
+    pub time_moved: u64,
+    /// Segments rebuilt because time alone moves them and their conditions
+    /// cannot say for whom.
     pub time_rebuilds: u64,
     /// Keys of deleted segments removed.
     pub stray_segments: u64,
@@ -97,8 +101,16 @@ impl Materializer {
                     self.rebuild(ws, segment).await?;
                     report.built += 1;
                 } else if catalog.segments.time_dependent(segment) {
-                    self.rebuild(ws, segment).await?;
-                    report.time_rebuilds += 1;
+                    match self.apply_time(ws, &catalog, segment).await? {
+                        Some(moved) => {
+                            report.time_updates += 1;
+                            report.time_moved += moved;
+                        }
+                        None => {
+                            self.rebuild(ws, segment).await?;
+                            report.time_rebuilds += 1;
+                        }
+                    }
                 }
             }
             report.stray_segments += self.remove_strays(ws, &catalog).await?;
@@ -118,6 +130,31 @@ impl Materializer {
         report.drift_finished = drift.finished;
         tracing::info!(?report, "reconciled");
         Ok(report)
+    }
+
+    /// The lowest snapshot `xmin` among the builds of the workspace's sets
+    /// (every change below it was seen by all of them), or `None` when no
+    /// set is built.
+    async fn oldest_build(&self, ws: WorkspaceId) -> Result<Option<i64>, WorkerError> {
+        let catalog = self.catalog(ws).await?;
+        let segments: Vec<SegmentId> = catalog.segments.iter().map(|d| d.id).collect();
+        if segments.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for segment in &segments {
+            pipe.cmd("HMGET")
+                .arg(self.keys.meta(ws, *segment))
+                .arg(&["built_xmin", "built_seq"]);
+        }
+        let mut conn = self.redis.clone();
+        let builds: Vec<(Option<i64>, Option<i64>)> = pipe.query_async(&mut conn).await?;
+        // A meta from before snapshots were recorded saw every change
+        // through `built_seq`.
+        Ok(builds
+            .into_iter()
+            .filter_map(|(xmin, seq)| xmin.or(seq.map(|s| s + 1)))
+            .min())
     }
 
     /// Whether each segment's set has been built (one round trip).
@@ -186,32 +223,36 @@ impl Materializer {
         let swept: Option<String> = conn.get(self.keys.swept()).await?;
         let now = self.store.current_snapshot().await?;
         // The first sweep has no earlier one to continue: it takes the
-        // whole log.
+        // whole log — of what the sets' builds did not all see.
         let from = swept.as_deref().and_then(ChangeSnapshot::parse);
-        let mut after = 0;
         let mut count = 0u64;
-        loop {
-            let changes = self
-                .store
-                .changes_unseen(from.as_ref(), Some(&now), None, after, 10_000)
-                .await?;
-            let Some(last) = changes.last() else { break };
-            after = last.seq;
-            let mut by_workspace: BTreeMap<WorkspaceId, (Vec<_>, Vec<String>)> = BTreeMap::new();
-            for change in &changes {
-                let entry = by_workspace.entry(change.workspace_id).or_default();
-                entry.0.push(change.contact_id);
-                entry.1.extend(change.changed.iter().cloned());
-            }
-            for (ws, (mut contacts, mut changed)) in by_workspace {
+        for ws in self.store.workspace_ids().await? {
+            // A change every build of the workspace saw is in every set
+            // already; with no set built, the builds to come see them all.
+            let Some(floor) = self.oldest_build(ws).await? else {
+                continue;
+            };
+            let mut after = 0;
+            loop {
+                let changes = self
+                    .store
+                    .changes_unseen_since(from.as_ref(), Some(&now), Some(ws), floor, after, 10_000)
+                    .await?;
+                let Some(last) = changes.last() else { break };
+                after = last.seq;
+                let mut contacts: Vec<_> = changes.iter().map(|c| c.contact_id).collect();
+                let mut changed: Vec<String> = changes
+                    .iter()
+                    .flat_map(|c| c.changed.iter().cloned())
+                    .collect();
                 contacts.sort_unstable();
                 contacts.dedup();
                 changed.sort();
                 changed.dedup();
                 self.contacts_changed(ws, &contacts, &changed, "sweep")
                     .await?;
+                count += changes.len() as u64;
             }
-            count += changes.len() as u64;
         }
         self.record_swept(&now).await?;
         // The highest pruned version is recorded before the rows go: a drift

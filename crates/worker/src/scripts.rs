@@ -94,12 +94,14 @@ redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', 'segment', ARGV[7], 'co
 return count
 ";
 
-/// Repairs drift in one segment: sets each listed contact's membership to
-/// what SQL decided, unless something newer got there first.
+/// Sets each listed contact's membership of one segment to what SQL
+/// decided, unless something newer got there first: the drift check's
+/// repairs (cause `repair`, counted in `repairs`) and the moves time alone
+/// makes (cause `time`).
 ///
 /// KEYS: members, meta, versions, events.
-/// ARGV: the build identity the check started from (see `build_identity`),
-/// cause, now, events max length, segment id, then per contact: contact,
+/// ARGV: the build identity the decisions were made against (see
+/// `build_identity`), cause, now, events max length, segment id, then per contact: contact,
 /// desired (`1`/`0`), version (the contact's version in the snapshot SQL
 /// decided from; empty for a deleted contact, which never comes back).
 ///
@@ -130,10 +132,23 @@ for i = 6, #ARGV, 3 do
 end
 if repaired > 0 then
   redis.call('HINCRBY', KEYS[2], 'version', 1)
-  redis.call('HINCRBY', KEYS[2], 'repairs', repaired)
+  if ARGV[2] == 'repair' then redis.call('HINCRBY', KEYS[2], 'repairs', repaired) end
   redis.call('HSET', KEYS[2], 'count', redis.call('SCARD', KEYS[1]))
 end
 return repaired
+";
+
+/// Records the instant a set was last brought up to date with time, if the
+/// set is still the build it was done against.
+///
+/// KEYS: meta. ARGV: build identity (as `REPAIR`), the instant (RFC 3339).
+/// Returns 1 when recorded.
+pub const MARK_TIME: &str = r"
+local b = redis.call('HMGET', KEYS[1], 'built_catalog', 'built_xmin', 'built_xmax', 'built_seq', 'built_at')
+local identity = (b[1] or '') .. '/' .. (b[2] or '') .. '/' .. (b[3] or '') .. '/' .. (b[4] or '') .. '/' .. (b[5] or '')
+if identity ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'time_at', ARGV[2])
+return 1
 ";
 
 /// Raises a number, never lowering it (a string key read by `tonumber`).

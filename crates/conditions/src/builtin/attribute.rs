@@ -522,16 +522,7 @@ impl Condition for Compiled {
     }
 
     fn to_sql(&self, ctx: &SqlContext<'_>) -> Result<Expr, SqlError> {
-        let mut row = Query::select();
-        row.expr(Expr::val(1))
-            .from(ContactAttributes::Table)
-            .and_where(
-                Expr::col((ContactAttributes::Table, ContactAttributes::ContactId))
-                    .equals((Contacts::Table, Contacts::Id)),
-            )
-            .and_where(
-                Expr::col((ContactAttributes::Table, ContactAttributes::AttributeId)).eq(self.id.0),
-            );
+        let mut row = self.value_row();
         if let Some(predicate) = self.test.row_sql(ctx) {
             row.and_where(predicate);
         }
@@ -549,5 +540,33 @@ impl Condition for Compiled {
 
     fn time_dependent(&self) -> bool {
         matches!(self.test, Test::Date(p) if p.time_dependent())
+    }
+
+    fn time_window_sql(&self, from: Timestamp, to: Timestamp, _: &SqlContext<'_>) -> Option<Expr> {
+        let Test::Date(predicate) = &self.test else {
+            return None;
+        };
+        let value = || Expr::col((ContactAttributes::Table, ContactAttributes::ValueDate));
+        let window = predicate.window_sql(value(), from, to)?;
+        let mut row = self.value_row();
+        row.and_where(value().is_not_null().and(window));
+        Some(Expr::exists(row.to_owned()))
+    }
+}
+
+impl Compiled {
+    /// The contact's value row of this attribute (`SELECT 1 … WHERE`).
+    fn value_row(&self) -> sea_query::SelectStatement {
+        let mut row = Query::select();
+        row.expr(Expr::val(1))
+            .from(ContactAttributes::Table)
+            .and_where(
+                Expr::col((ContactAttributes::Table, ContactAttributes::ContactId))
+                    .equals((Contacts::Table, Contacts::Id)),
+            )
+            .and_where(
+                Expr::col((ContactAttributes::Table, ContactAttributes::AttributeId)).eq(self.id.0),
+            );
+        row
     }
 }

@@ -139,4 +139,10 @@ impl Condition for Compiled {
     fn time_dependent(&self) -> bool {
         self.0.time_dependent()
     }
+
+    fn time_window_sql(&self, from: Timestamp, to: Timestamp, _: &SqlContext<'_>) -> Option<Expr> {
+        let column = || contact(Contacts::FirstContactedAt);
+        let window = self.0.window_sql(column(), from, to)?;
+        Some(column().is_not_null().and(window))
+    }
 }
