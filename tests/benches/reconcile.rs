@@ -1,7 +1,8 @@
 //! The reconciler on a seeded workspace (BENCHMARKS.md: a million contacts)
 //! with many segments: a whole drift check (every set against SQL) with its
 //! duration, peak RSS and the longest Redis commands it caused, then the
-//! scheduled tick when nothing changed.
+//! scheduled tick when nothing changed but time (one segment of the 1,001
+//! moves with time).
 //!
 //! Seed first, then:
 //! `BENCH_API_KEY=seg_… cargo bench --workspace --bench reconcile`
@@ -67,6 +68,22 @@ async fn segments(store: &Store, ws: WorkspaceId, n: usize) -> usize {
         .map(|r| r.name)
         .collect();
     let mut created = 0;
+    // One segment that time moves: each tick re-decides only the contacts
+    // at the edges of its window.
+    if !existing.contains("reconcile time") {
+        let tree =
+            json!({"type": "first_contacted", "params": {"op": "within_last_days", "days": 30}});
+        store
+            .create_segment(
+                ws,
+                "reconcile time",
+                &SegmentRule::Dynamic(tree),
+                segments_conditions::Limits::default(),
+            )
+            .await
+            .unwrap();
+        created += 1;
+    }
     for i in 0..n {
         let name = format!("reconcile {i}");
         if existing.contains(&name) {
@@ -235,6 +252,7 @@ async fn run() {
             .unwrap()
             .expect("no other reconciler");
         assert_eq!(report.drift_checked, 0);
+        assert_eq!((report.time_updates, report.time_rebuilds), (1, 0));
         ticks.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     ticks.sort_by(f64::total_cmp);

@@ -4,8 +4,8 @@
 //! page, and it can stop anywhere and resume.
 //!
 //! For one segment it goes two ways. SQL → set: the members SQL selects,
-//! `batch` ids at a time in id order, each page checked with one
-//! SMISMEMBER; the ones the set lacks are *missing*. Set → SQL: only when
+//! streamed by one statement `batch` ids at a time, each page checked with
+//! one SMISMEMBER; the ones the set lacks are *missing*. Set → SQL: only when
 //! the set holds more members than the first way confirmed (SCARD), the
 //! set is scanned (SSCAN) and each page's members asked of SQL; the ones
 //! SQL does not select are *extra*.
@@ -20,6 +20,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use redis::AsyncCommands;
 use segments_conditions::sql::SqlExpr as Expr;
 use segments_domain::{SegmentId, Timestamp, WorkspaceId};
@@ -35,9 +36,7 @@ const REPAIRS_PER_SCRIPT: usize = 500;
 /// How far one segment's check has come.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SegmentCursor {
-    /// SQL's members have been checked through this id.
-    after: i64,
-    /// How many of them the set holds (repaired ones included).
+    /// How many of SQL's members the set holds (repaired ones included).
     confirmed: u64,
     /// The set's own scan, once SQL's side is done: its SSCAN cursor.
     scan: Option<u64>,
@@ -228,47 +227,49 @@ impl Materializer {
         let mut conn = self.redis.clone();
         let mut found = Found::default();
         let out_of_time = || check.deadline.is_some_and(|d| Instant::now() >= d);
-        // Each call checks at least one page, so that a pass always moves on.
+        // SQL's side is one statement streamed a page at a time (a rebuild's
+        // read, at a rebuild's cost): paging by id instead re-ran the scan
+        // for every page, a hundred times a rebuild's cost on large sets.
+        // So it is not resumable midway; the set's side is.
         if cursor.scan.is_none() {
-            loop {
-                let ids = self
-                    .store
-                    .member_ids_after(
-                        check.ws,
-                        check.condition.clone(),
-                        cursor.after,
-                        batch as u64,
-                    )
-                    .await?;
-                let Some(&last) = ids.last() else { break };
-                let held: Vec<bool> = redis::cmd("SMISMEMBER")
-                    .arg(&members)
-                    .arg(&ids)
-                    .query_async(&mut conn)
-                    .await?;
-                let absent: Vec<i64> = ids
-                    .iter()
-                    .zip(&held)
-                    .filter(|(_, held)| !**held)
-                    .map(|(id, _)| *id)
-                    .collect();
-                cursor.confirmed += (ids.len() - absent.len()) as u64;
-                if !absent.is_empty() {
-                    match self.settle(check, &absent, true).await? {
-                        None => return Ok((Stop::Rebuilt, found)),
-                        Some(n) => {
-                            found.missing += n;
-                            if check.mode == Mode::Repair {
-                                cursor.confirmed += n;
-                            }
+            cursor.confirmed = 0;
+            let (tx, mut pages) = futures::channel::mpsc::channel::<Vec<i64>>(1);
+            let produce = self
+                .store
+                .send_ids_where(check.ws, check.condition.clone(), batch, tx);
+            let consume = async {
+                let mut conn = self.redis.clone();
+                while let Some(ids) = pages.next().await {
+                    let held: Vec<bool> = redis::cmd("SMISMEMBER")
+                        .arg(&members)
+                        .arg(&ids)
+                        .query_async(&mut conn)
+                        .await?;
+                    let absent: Vec<i64> = ids
+                        .iter()
+                        .zip(&held)
+                        .filter(|(_, held)| !**held)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    cursor.confirmed += (ids.len() - absent.len()) as u64;
+                    if !absent.is_empty() {
+                        // Dropping `pages` stops the statement.
+                        let Some(n) = self.settle(check, &absent, true).await? else {
+                            return Ok(false);
+                        };
+                        found.missing += n;
+                        if check.mode == Mode::Repair {
+                            cursor.confirmed += n;
                         }
                     }
                 }
-                cursor.after = last;
-                if out_of_time() {
-                    return Ok((Stop::Paused(cursor), found));
-                }
+                Ok::<bool, WorkerError>(true)
+            };
+            let (produced, consumed) = tokio::join!(produce, consume);
+            if !consumed? {
+                return Ok((Stop::Rebuilt, found));
             }
+            produced?;
             let held: u64 = conn.scard(&members).await?;
             if held <= cursor.confirmed {
                 return Ok((Stop::Done, found));
