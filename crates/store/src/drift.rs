@@ -1,8 +1,8 @@
-//! The reads of the drift check, which compares each segment's set with SQL
-//! a page at a time: a segment's members in id order, and, for the few
-//! contacts where set and SQL disagree, each one's membership and version
-//! read in one snapshot — what makes a repair safe against the writes that
-//! race it (see the worker's `drift`).
+//! The reads of the drift check and of the time pass (the worker's `drift`
+//! and `time`): a page of the contacts a condition selects after an id,
+//! and, for the few contacts where a set and SQL disagree, each one's
+//! membership and version read in one snapshot — what makes a repair safe
+//! against the writes that race it.
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};

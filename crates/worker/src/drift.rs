@@ -430,7 +430,6 @@ impl Materializer {
                 pass.cursor = SegmentCursor::default();
             }
             let catalog = self.catalog(ws).await?;
-            let ctx = catalog.sql_context(self.store.sql_backend(), Timestamp::now());
             let mut segments: Vec<SegmentId> = catalog.segments.iter().map(|d| d.id).collect();
             segments.sort_unstable();
             for segment in segments {
@@ -460,6 +459,10 @@ impl Materializer {
                 let Some(identity) = self.build_identity(ws, segment).await? else {
                     continue;
                 };
+                // Compiled now, after the time pass: relative dates measured
+                // from an instant older than the set's would count the moves
+                // time made since as drift, and undo them.
+                let ctx = catalog.sql_context(self.store.sql_backend(), Timestamp::now());
                 let condition = segments_conditions::SegmentSql::membership_sql(
                     &catalog.segments,
                     segment,
