@@ -10,48 +10,21 @@
 //! worker is long-lived: the first also opens connections).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/seeded.rs"]
+mod seeded;
+
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{Duration as Days, TimeZone, Utc};
 use sea_orm::sea_query::{ExprTrait, PostgresQueryBuilder, Query};
-use segments_conditions::{Registry, SegmentSql};
+use segments_conditions::SegmentSql;
 use segments_domain::{SegmentId, Timestamp, WorkspaceId};
-use segments_store::{DatabaseSettings, SegmentRule, Store};
+use segments_store::SegmentRule;
 use segments_worker::{Materializer, MaterializerSettings};
 use serde_json::json;
 
 const PREFIX: &str = "bench-rebuild";
-
-fn url() -> String {
-    std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/segments_bench".into())
-}
-
-async fn store() -> Store {
-    Store::connect(
-        &DatabaseSettings {
-            url: url(),
-            max_connections: 4,
-            acquire_timeout: Duration::from_secs(30),
-            analytics: Default::default(),
-        },
-        Arc::new(Registry::builtin()),
-    )
-    .await
-    .unwrap()
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 /// One rebuild, in this process: prints seconds and peak RSS.
 async fn child(ws: i64, segment: i64) {
@@ -62,7 +35,7 @@ async fn child(ws: i64, segment: i64) {
             .init();
     }
     let materializer = Materializer::connect(
-        store().await,
+        seeded::store().await,
         "redis://127.0.0.1:6379",
         MaterializerSettings {
             prefix: PREFIX.into(),
@@ -86,7 +59,7 @@ async fn child(ws: i64, segment: i64) {
         "{} {:.3} {:.1}",
         report.members,
         started.elapsed().as_secs_f64(),
-        peak_rss_mb()
+        seeded::peak_rss_mb()
     );
 }
 
@@ -103,7 +76,7 @@ fn floor(sql: &str, ws: i64, segment: i64) -> f64 {
           for (i = 0; i < n; i++) printf "$%d\r\n%s\r\n", length(ids[i]), ids[i]
           n = 0
         }}' | redis-cli --pipe > /dev/null && redis-cli RENAME '{tmp}' '{live}' > /dev/null"#,
-        url = url()
+        url = seeded::url()
     );
     let started = Instant::now();
     let status = Command::new("bash")
@@ -132,7 +105,7 @@ fn main() {
     let key =
         std::env::var("BENCH_API_KEY").expect("BENCH_API_KEY: the key `segments seed` printed");
     let segments = rt.block_on(async {
-        let store = store().await;
+        let store = seeded::store().await;
         store.migrate().await.unwrap();
         let ws = store
             .authenticate(&key)
@@ -193,7 +166,7 @@ fn main() {
         );
     }
     rt.block_on(async {
-        let store = store().await;
+        let store = seeded::store().await;
         for (_, ws, segment, _) in &segments {
             store.delete_segment(*ws, *segment).await.unwrap();
         }

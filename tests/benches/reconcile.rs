@@ -10,12 +10,13 @@
 //! a few to ~80,000 members each).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+#[path = "support/seeded.rs"]
+mod seeded;
+
 use std::time::{Duration, Instant};
 
-use segments_conditions::Registry;
 use segments_domain::WorkspaceId;
-use segments_store::{DatabaseSettings, SegmentRule, Store};
+use segments_store::{SegmentRule, Store};
 use segments_worker::{Materializer, MaterializerSettings};
 use serde_json::json;
 
@@ -30,21 +31,6 @@ const CHANNELS: [&str; 7] = [
     "telegram",
     "webchat",
 ];
-
-fn url() -> String {
-    std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/segments_bench".into())
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 /// Resets the peak RSS to the current RSS (Linux: `clear_refs` 5).
 fn reset_peak_rss() {
@@ -154,17 +140,7 @@ async fn run() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000);
-    let store = Store::connect(
-        &DatabaseSettings {
-            url: url(),
-            max_connections: 4,
-            acquire_timeout: Duration::from_secs(30),
-            analytics: Default::default(),
-        },
-        Arc::new(Registry::builtin()),
-    )
-    .await
-    .unwrap();
+    let store = seeded::store().await;
     store.migrate().await.unwrap();
     let ws = store
         .authenticate(&key)
@@ -225,7 +201,7 @@ async fn run() {
     let started = Instant::now();
     let report = materializer.reconcile().await.unwrap();
     let drift_secs = started.elapsed().as_secs_f64();
-    let peak = peak_rss_mb();
+    let peak = seeded::peak_rss_mb();
     let (slow, longest, command) = slow_commands(&mut conn).await;
     if let Some(previous) = slowlog.get(1) {
         let _: () = redis::cmd("CONFIG")
