@@ -5,7 +5,7 @@
 //! runs, and the repairs are called directly.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -214,12 +214,13 @@ async fn repairs_never_undo_writes_that_race_them(backend: Backend) {
     let m = Arc::new(checker(&app, 16, Duration::from_secs(60)).await);
     let writing = Arc::new(AtomicBool::new(true));
     let damaging = Arc::new(AtomicBool::new(true));
+    let writes = Arc::new(AtomicUsize::new(0));
 
     let writers: Vec<_> = (0..3)
         .map(|_| {
-            let (app, ids, writing) = (app.clone(), ids.clone(), writing.clone());
+            let (app, ids, writing, writes) =
+                (app.clone(), ids.clone(), writing.clone(), writes.clone());
             tokio::spawn(async move {
-                let mut writes = 0;
                 while writing.load(Ordering::Relaxed) {
                     let (id, add) = {
                         let mut rng = rand::rng();
@@ -231,9 +232,8 @@ async fn repairs_never_undo_writes_that_race_them(backend: Backend) {
                         format!("/v1/contacts/{id}/tags/remove")
                     };
                     app.post(&path, json!({"tags": ["vip"]})).await.expect(200);
-                    writes += 1;
+                    writes.fetch_add(1, Ordering::Relaxed);
                 }
-                writes
             })
         })
         .collect();
@@ -255,22 +255,31 @@ async fn repairs_never_undo_writes_that_race_them(backend: Backend) {
             }
         })
     };
-    let mut repaired = 0;
-    for _ in 0..20 {
-        repaired += m.repair(ws, segment).await.unwrap().missing;
-    }
+    // Repairs go on until enough writes have raced them, however fast the
+    // machine: a number of writes, not of seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let repair_until = |target: usize| {
+        let (m, writes) = (m.clone(), writes.clone());
+        async move {
+            let (mut repaired, mut rounds) = (0, 0);
+            while rounds < 5 || writes.load(Ordering::Relaxed) < target {
+                assert!(std::time::Instant::now() < deadline, "writers stalled");
+                repaired += m.repair(ws, segment).await.unwrap().missing;
+                rounds += 1;
+            }
+            repaired
+        }
+    };
+    let repaired = repair_until(300).await;
     damaging.store(false, Ordering::Relaxed);
     damager.await.unwrap();
     // The damage has stopped; repairs go on beside the writers.
-    for _ in 0..5 {
-        m.repair(ws, segment).await.unwrap();
-    }
+    repair_until(writes.load(Ordering::Relaxed) + 150).await;
     writing.store(false, Ordering::Relaxed);
-    let mut writes = 0;
     for w in writers {
-        writes += w.await.unwrap();
+        w.await.unwrap();
     }
-    assert!(writes > 100, "only {writes} writes raced the repairs");
+    let writes = writes.load(Ordering::Relaxed);
     assert!(repaired > 0, "the damage was never repaired");
     let diff = differences(&app).await;
     assert!(diff.is_empty(), "after {writes} writes: {diff:?}");

@@ -31,8 +31,9 @@ async fn time_moves_members_without_a_rebuild(backend: Backend) {
     let old = SegmentId(app.segment(segment("more_than_days_ago")).await);
     let now = Utc::now();
     let month = chrono::Duration::days(30);
-    let leaving = first_contacted(&app, now - month + chrono::Duration::seconds(3)).await;
-    let arriving = first_contacted(&app, now + chrono::Duration::seconds(2)).await;
+    // Margins wide enough for a loaded machine to build both sets first.
+    let leaving = first_contacted(&app, now - month + chrono::Duration::seconds(14)).await;
+    let arriving = first_contacted(&app, now + chrono::Duration::seconds(12)).await;
     let staying = first_contacted(&app, now - chrono::Duration::days(10)).await;
     let gone = first_contacted(&app, now - chrono::Duration::days(40)).await;
     converged(&app, Duration::from_secs(30)).await;
@@ -56,7 +57,11 @@ async fn time_moves_members_without_a_rebuild(backend: Backend) {
     };
     let before = (built(recent).await, built(old).await);
 
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Until both instants have passed.
+    let wait = (now + chrono::Duration::seconds(15) - Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(wait).await;
     let report = m
         .reconcile_exclusively(Duration::from_secs(30))
         .await
