@@ -102,17 +102,8 @@ fn main() {
         rt.block_on(child(ws, segment));
         return;
     }
-    let key =
-        std::env::var("BENCH_API_KEY").expect("BENCH_API_KEY: the key `segments seed` printed");
     let segments = rt.block_on(async {
-        let store = seeded::store().await;
-        store.migrate().await.unwrap();
-        let ws = store
-            .authenticate(&key)
-            .await
-            .unwrap()
-            .expect("a valid key")
-            .workspace_id;
+        let (store, ws) = seeded::workspace().await;
         // First contacts are spread evenly over the 3 years before the seed's anchor.
         let anchor = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
         let mut out = Vec::new();

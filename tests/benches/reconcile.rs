@@ -134,20 +134,11 @@ fn main() {
 }
 
 async fn run() {
-    let key =
-        std::env::var("BENCH_API_KEY").expect("BENCH_API_KEY: the key `segments seed` printed");
     let n: usize = std::env::var("RECONCILE_SEGMENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000);
-    let store = seeded::store().await;
-    store.migrate().await.unwrap();
-    let ws = store
-        .authenticate(&key)
-        .await
-        .unwrap()
-        .expect("a valid key")
-        .workspace_id;
+    let (store, ws) = seeded::workspace().await;
     let created = segments(&store, ws, n).await;
     let materializer = Materializer::connect(
         store.clone(),

@@ -527,11 +527,4 @@ impl Materializer {
         let _: () = conn.hset(self.keys.drift(), "pass", json(pass)).await?;
         Ok(())
     }
-
-    /// The last drift check that finished, if any.
-    pub async fn last_drift_check(&self) -> Result<Option<FinishedPass>, WorkerError> {
-        let mut conn = self.redis.clone();
-        let last: Option<String> = conn.hget(self.keys.drift(), "last").await?;
-        Ok(last.and_then(|s| serde_json::from_str(&s).ok()))
-    }
 }

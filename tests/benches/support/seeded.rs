@@ -1,6 +1,6 @@
 //! What the benchmarks over the seeded database share (included with
 //! `#[path]`: each benchmark is a crate of its own): where the database is,
-//! a store over it, and the process's peak RSS.
+//! a store over it, the seeded workspace, and the process's peak RSS.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,22 @@ pub async fn store() -> Store {
     )
     .await
     .unwrap()
+}
+
+/// The store, migrated, and the workspace whose key `segments seed`
+/// printed (`BENCH_API_KEY`).
+pub async fn workspace() -> (Store, segments_domain::WorkspaceId) {
+    let key =
+        std::env::var("BENCH_API_KEY").expect("BENCH_API_KEY: the key `segments seed` printed");
+    let store = store().await;
+    store.migrate().await.unwrap();
+    let ws = store
+        .authenticate(&key)
+        .await
+        .unwrap()
+        .expect("a valid key")
+        .workspace_id;
+    (store, ws)
 }
 
 /// The process's peak resident set (`VmHWM`), in MB.
