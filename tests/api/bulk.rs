@@ -294,7 +294,79 @@ async fn items_of_the_wrong_shape_are_reported_and_the_rest_stored(backend: Back
     app.stop().await;
 }
 
+fn tags(names: &[&str]) -> Vec<segments_domain::TagName> {
+    names
+        .iter()
+        .map(|n| segments_domain::TagName::parse(n).unwrap())
+        .collect()
+}
+
+fn upsert_item(external_id: &str) -> segments_domain::ContactPatch {
+    segments_domain::ContactPatch {
+        external_id: Some(Some(
+            segments_domain::ExternalId::parse(external_id).unwrap(),
+        )),
+        ..Default::default()
+    }
+}
+
+/// The store's bulk upsert carries what the API does not send: tags added
+/// and removed per item. Replacement, additions and removals compose the
+/// same way on both backends (PostgreSQL's set-based path deletes first),
+/// and each item says whether it created its contact.
+async fn store_upserts_compose_replaced_added_and_removed_tags(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.attribute("tier", "text").await;
+    let ws = app.workspace_id().await;
+    let tier = segments_domain::AttributeKey::parse("tier").unwrap();
+    let mut first = upsert_item("a");
+    first.tags = Some(tags(&["old", "keep"]));
+    first.attributes.insert(tier.clone(), Some(json!("gold")));
+    let outcome = app
+        .store
+        .upsert_contacts(ws, &[(0, first), (1, upsert_item("b"))])
+        .await
+        .unwrap();
+    assert!(outcome.stored.iter().all(|s| s.created), "{outcome:?}");
+
+    // a: one added, one removed, one added and removed, its value cleared;
+    // b: its set replaced, less a removal; c (new): added, removed, both.
+    let mut a = upsert_item("a");
+    a.add_tags = tags(&["new", "both"]);
+    a.remove_tags = tags(&["old", "both", "never-existed"]);
+    a.attributes.insert(tier.clone(), None);
+    let mut b = upsert_item("b");
+    b.tags = Some(tags(&["x", "y"]));
+    b.remove_tags = tags(&["y"]);
+    let mut c = upsert_item("c");
+    c.add_tags = tags(&["fresh", "both"]);
+    c.remove_tags = tags(&["both"]);
+    let outcome = app
+        .store
+        .upsert_contacts(ws, &[(0, a), (1, b), (2, c)])
+        .await
+        .unwrap();
+    assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+    let created: Vec<bool> = outcome.stored.iter().map(|s| s.created).collect();
+    assert_eq!(created, vec![false, false, true]);
+
+    let contacts = all_contacts(&app).await;
+    let by_external = |id: &str| {
+        contacts
+            .iter()
+            .find(|c| c["external_id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_external("a")["tags"], json!(["keep", "new"]));
+    assert_eq!(by_external("a")["attributes"], json!({}));
+    assert_eq!(by_external("b")["tags"], json!(["x"]));
+    assert_eq!(by_external("c")["tags"], json!(["fresh"]));
+    app.stop().await;
+}
+
 on_both_backends!(
+    store_upserts_compose_replaced_added_and_removed_tags,
     items_of_the_wrong_shape_are_reported_and_the_rest_stored,
     concurrent_bulk_upserts_in_opposite_orders_both_succeed,
     bulk_loads_refresh_the_planners_statistics,

@@ -7,13 +7,14 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
     QuerySelect, QueryTrait, Statement,
 };
-use segments_domain::contact::{ContactFields, resolve_attributes};
+use segments_domain::contact::{ContactFields, ResolvedAttributes, resolve_attributes};
 use segments_domain::{
     Contact, ContactId, ContactPatch, FieldError, TagName, Timestamp, Violations, WorkspaceId,
 };
 
 use crate::attributes::definitions;
 use crate::batch::{MAX_IN_LIST, rows_per_statement};
+use crate::bulk_pg;
 use crate::changes::{self, ChangeStamp};
 use crate::contact_rows::{
     apply_tag_changes, ensure_tags, fields_of, link_tags, load_contacts, unlink_named_tags,
@@ -539,107 +540,250 @@ impl Store {
         }
         let external_ids: Vec<&str> = valid.iter().map(|v| v.1).collect();
         let existing = lock_contacts_by_external_id(&txn, workspace_id, &external_ids).await?;
-        let mut chunk_start = 0;
-        while chunk_start < valid.len() {
-            let chunk_end = (chunk_start + UPSERT_CHUNK).min(valid.len());
-            let chunk = &mut valid[chunk_start..chunk_end];
-            chunk_start = chunk_end;
-
-            let mut insert = Query::insert();
-            insert
-                .into_table(contact::Entity)
-                .columns(WRITTEN_COLUMNS)
-                .on_conflict(
-                    OnConflict::columns([
-                        contact::Column::WorkspaceId,
-                        contact::Column::ExternalId,
-                    ])
-                    .update_columns(UPDATED_COLUMNS)
-                    .to_owned(),
-                )
-                .returning(
-                    Query::returning().columns([contact::Column::Id, contact::Column::ExternalId]),
-                );
-            let mut written = Vec::with_capacity(chunk.len());
-            for (index, external_id, patch, attributes) in chunk.iter_mut() {
-                let stored = existing.get(*external_id);
-                let mut fields = stored.map(fields_of).unwrap_or_default();
-                if let Err(v) = fields.apply(patch, now) {
-                    outcome.rejected.push((*index, v));
-                    continue;
-                }
-                let created_at = stored.map_or(now, |m| Timestamp::from_stored(m.created_at));
-                insert.values(row_values(workspace_id, &fields, created_at, now))?;
-                written.push((
-                    *index,
-                    *external_id,
-                    *patch,
-                    std::mem::take(attributes),
-                    stored.is_none(),
-                ));
-            }
-            if written.is_empty() {
+        // Each patch applied to its stored contact, or to an empty one.
+        let mut upserts = Vec::with_capacity(valid.len());
+        for (index, external_id, patch, attributes) in valid {
+            let stored = existing.get(external_id);
+            let mut fields = stored.map(fields_of).unwrap_or_default();
+            if let Err(v) = fields.apply(patch, now) {
+                outcome.rejected.push((index, v));
                 continue;
             }
-            debug_assert!(written.len() <= rows_per_statement(WRITTEN_COLUMNS.len()));
-            let mut ids: HashMap<String, i64> = HashMap::with_capacity(written.len());
-            for row in txn.query_all(&insert).await? {
-                ids.insert(row.try_get("", "external_id")?, row.try_get("", "id")?);
-            }
-
-            let mut tag_names = Vec::new();
-            let mut replaced = Vec::new();
-            let mut attribute_rows = Vec::with_capacity(written.len());
-            let mut stored_ids = Vec::with_capacity(written.len());
-            let mut change_rows = Vec::with_capacity(written.len());
-            for (index, external_id, patch, attributes, created) in written {
-                let id = ids
-                    .get(external_id)
-                    .copied()
-                    .ok_or(sea_orm::DbErr::RecordNotInserted)?;
-                if let Some(tags) = &patch.tags {
-                    replaced.push(id);
-                    tag_names.extend_from_slice(tags);
-                }
-                tag_names.extend_from_slice(&patch.add_tags);
-                attribute_rows.push((id, attributes));
-                let keys = if created {
-                    changes::everything()
-                } else {
-                    changes::touched(patch)
-                };
-                change_rows.push((id, keys.join(" ")));
-                stored_ids.push((id, patch));
-                outcome.stored.push(UpsertedContact {
-                    index,
-                    id: ContactId(id),
-                    created,
-                });
-            }
-            unlink_tags(&txn, &replaced, None).await?;
-            let tag_ids = ensure_tags(&txn, workspace_id, &tag_names).await?;
-            let mut pairs = Vec::new();
-            for (id, patch) in &stored_ids {
-                let removed: HashSet<String> = patch.remove_tags.iter().map(|t| t.key()).collect();
-                for tag in patch.tags.iter().flatten().chain(&patch.add_tags) {
-                    let key = tag.key();
-                    if let (false, Some(tag_id)) = (removed.contains(&key), tag_ids.get(&key)) {
-                        pairs.push((*id, *tag_id));
-                    }
-                }
-                if !patch.remove_tags.is_empty() {
-                    unlink_named_tags(&txn, workspace_id, &[*id], &patch.remove_tags).await?;
-                }
-            }
-            link_tags(&txn, &pairs).await?;
-            write_attributes(&txn, &attribute_rows).await?;
-            changes::record_each(&txn, workspace_id, &change_rows).await?;
+            upserts.push(Upsert {
+                index,
+                patch,
+                fields,
+                attributes,
+                created_at: stored.map_or(now, |m| Timestamp::from_stored(m.created_at)),
+                stored: stored.map(|m| m.id),
+            });
+        }
+        if self.backend() == DbBackend::Postgres {
+            write_upserts_set_based(&txn, workspace_id, &upserts, now, &mut outcome).await?;
+        } else {
+            write_upserts_in_chunks(&txn, workspace_id, &upserts, now, &mut outcome).await?;
         }
         txn.commit().await?;
         outcome.stored.sort_by_key(|s| s.index);
         outcome.rejected.sort_by_key(|r| r.0);
         Ok(outcome)
     }
+}
+
+/// One valid item of a bulk upsert, its patch applied.
+struct Upsert<'a> {
+    /// Its position in the request.
+    index: usize,
+    patch: &'a ContactPatch,
+    fields: ContactFields,
+    attributes: ResolvedAttributes,
+    created_at: Timestamp,
+    /// The stored contact's id; `None` when there was none.
+    stored: Option<i64>,
+}
+
+impl Upsert<'_> {
+    fn external_id(&self) -> &str {
+        self.fields.external_id.as_ref().map_or("", |e| e.as_str())
+    }
+
+    /// The change keys of this write: everything for a new contact.
+    fn change_keys(&self, created: bool) -> String {
+        let keys = if created {
+            changes::everything()
+        } else {
+            changes::touched(self.patch)
+        };
+        keys.join(" ")
+    }
+
+    /// The (contact, tag key) links this write leaves: the replaced set and
+    /// additions, less removals (a tag both added and removed ends removed).
+    fn links(&self, id: i64) -> impl Iterator<Item = (i64, String)> + '_ {
+        let removed: HashSet<String> = self.patch.remove_tags.iter().map(TagName::key).collect();
+        self.patch
+            .tags
+            .iter()
+            .flatten()
+            .chain(&self.patch.add_tags)
+            .map(TagName::key)
+            .filter(move |key| !removed.contains(key))
+            .map(move |key| (id, key))
+    }
+}
+
+/// PostgreSQL: every row of the batch in a few set-based statements
+/// (`bulk_pg`), whatever its size. Rows of contacts that exist are deleted
+/// first, with plans made per call; the inserts run with cached plans.
+async fn write_upserts_set_based<C: ConnectionTrait>(
+    txn: &C,
+    workspace_id: WorkspaceId,
+    upserts: &[Upsert<'_>],
+    now: Timestamp,
+    outcome: &mut BulkOutcome,
+) -> Result<(), StoreError> {
+    let stored: Vec<(&Upsert<'_>, i64)> = upserts
+        .iter()
+        .filter_map(|u| u.stored.map(|id| (u, id)))
+        .collect();
+    delete_replaced_rows(txn, workspace_id, &stored).await?;
+    bulk_pg::plan(txn, bulk_pg::Planning::Cached).await?;
+    let rows: Vec<(&ContactFields, Timestamp)> =
+        upserts.iter().map(|u| (&u.fields, u.created_at)).collect();
+    let written = bulk_pg::upsert_contacts(txn, workspace_id, &rows, now).await?;
+    let mut ids = Vec::with_capacity(upserts.len());
+    for u in upserts {
+        let row = written
+            .get(u.external_id())
+            .copied()
+            .ok_or(sea_orm::DbErr::RecordNotInserted)?;
+        ids.push(row);
+    }
+    // Contacts another writer created after the lock was taken: updated,
+    // not inserted, so their rows are replaced as a stored contact's are.
+    let late: Vec<(&Upsert<'_>, i64)> = upserts
+        .iter()
+        .zip(&ids)
+        .filter(|(u, row)| u.stored.is_none() && !row.inserted)
+        .map(|(u, row)| (u, row.id))
+        .collect();
+    delete_replaced_rows(txn, workspace_id, &late).await?;
+
+    let names: Vec<TagName> = upserts
+        .iter()
+        .flat_map(|u| u.patch.tags.iter().flatten().chain(&u.patch.add_tags))
+        .cloned()
+        .collect();
+    let tag_ids = ensure_tags(txn, workspace_id, &names).await?;
+    let mut pairs = Vec::new();
+    let mut values = Vec::new();
+    let mut change_rows = Vec::with_capacity(upserts.len());
+    for (u, row) in upserts.iter().zip(&ids) {
+        pairs.extend(
+            u.links(row.id)
+                .filter_map(|(contact, key)| tag_ids.get(&key).map(|tag| (contact, *tag))),
+        );
+        for (attribute, value) in &u.attributes {
+            if let Some(value) = value {
+                values.push((row.id, attribute.0, value));
+            }
+        }
+        change_rows.push((row.id, u.change_keys(row.inserted)));
+        outcome.stored.push(UpsertedContact {
+            index: u.index,
+            id: ContactId(row.id),
+            created: row.inserted,
+        });
+    }
+    bulk_pg::link_tags(txn, &pairs).await?;
+    bulk_pg::set_attributes(txn, &values).await?;
+    bulk_pg::record_changes(txn, workspace_id, change_rows, now).await?;
+    Ok(())
+}
+
+/// PostgreSQL: deletes what upserting these stored contacts replaces or
+/// removes — replaced tag sets, removed tags, cleared attributes.
+async fn delete_replaced_rows<C: ConnectionTrait>(
+    txn: &C,
+    workspace_id: WorkspaceId,
+    stored: &[(&Upsert<'_>, i64)],
+) -> Result<(), StoreError> {
+    let replaced: Vec<i64> = stored
+        .iter()
+        .filter(|(u, _)| u.patch.tags.is_some())
+        .map(|(_, id)| *id)
+        .collect();
+    let removals: Vec<(i64, String)> = stored
+        .iter()
+        .flat_map(|(u, id)| u.patch.remove_tags.iter().map(|t| (*id, t.key())))
+        .collect();
+    let cleared: Vec<(i64, i64)> = stored
+        .iter()
+        .flat_map(|(u, id)| {
+            u.attributes
+                .iter()
+                .filter(|(_, value)| value.is_none())
+                .map(|(attribute, _)| (*id, attribute.0))
+        })
+        .collect();
+    bulk_pg::unlink_all_tags(txn, replaced).await?;
+    bulk_pg::unlink_named_tags(txn, workspace_id, removals).await?;
+    bulk_pg::unset_attributes(txn, cleared).await?;
+    Ok(())
+}
+
+/// SQLite: multi-row statements, chunk by chunk (bind-parameter limits).
+async fn write_upserts_in_chunks<C: ConnectionTrait>(
+    txn: &C,
+    workspace_id: WorkspaceId,
+    upserts: &[Upsert<'_>],
+    now: Timestamp,
+    outcome: &mut BulkOutcome,
+) -> Result<(), StoreError> {
+    for chunk in upserts.chunks(UPSERT_CHUNK) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(contact::Entity)
+            .columns(WRITTEN_COLUMNS)
+            .on_conflict(
+                OnConflict::columns([contact::Column::WorkspaceId, contact::Column::ExternalId])
+                    .update_columns(UPDATED_COLUMNS)
+                    .to_owned(),
+            )
+            .returning(
+                Query::returning().columns([contact::Column::Id, contact::Column::ExternalId]),
+            );
+        for u in chunk {
+            insert.values(row_values(workspace_id, &u.fields, u.created_at, now))?;
+        }
+        debug_assert!(chunk.len() <= rows_per_statement(WRITTEN_COLUMNS.len()));
+        let mut ids: HashMap<String, i64> = HashMap::with_capacity(chunk.len());
+        for row in txn.query_all(&insert).await? {
+            ids.insert(row.try_get("", "external_id")?, row.try_get("", "id")?);
+        }
+
+        let mut tag_names = Vec::new();
+        let mut replaced = Vec::new();
+        let mut attribute_rows = Vec::with_capacity(chunk.len());
+        let mut change_rows = Vec::with_capacity(chunk.len());
+        let mut written = Vec::with_capacity(chunk.len());
+        for u in chunk {
+            let id = ids
+                .get(u.external_id())
+                .copied()
+                .ok_or(sea_orm::DbErr::RecordNotInserted)?;
+            if let Some(tags) = &u.patch.tags {
+                replaced.push(id);
+                tag_names.extend_from_slice(tags);
+            }
+            tag_names.extend_from_slice(&u.patch.add_tags);
+            attribute_rows.push((id, u.attributes.clone()));
+            let created = u.stored.is_none();
+            change_rows.push((id, u.change_keys(created)));
+            written.push((u, id));
+            outcome.stored.push(UpsertedContact {
+                index: u.index,
+                id: ContactId(id),
+                created,
+            });
+        }
+        unlink_tags(txn, &replaced, None).await?;
+        let tag_ids = ensure_tags(txn, workspace_id, &tag_names).await?;
+        let mut pairs = Vec::new();
+        for (u, id) in &written {
+            pairs.extend(
+                u.links(*id)
+                    .filter_map(|(contact, key)| tag_ids.get(&key).map(|tag| (contact, *tag))),
+            );
+            if !u.patch.remove_tags.is_empty() {
+                unlink_named_tags(txn, workspace_id, &[*id], &u.patch.remove_tags).await?;
+            }
+        }
+        link_tags(txn, &pairs).await?;
+        write_attributes(txn, &attribute_rows).await?;
+        changes::record_each(txn, workspace_id, &change_rows).await?;
+    }
+    Ok(())
 }
 
 /// The advisory lock bulk upserts of one workspace take turns on: the

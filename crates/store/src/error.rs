@@ -43,6 +43,11 @@ pub enum StoreError {
 
     #[error("could not build a statement: {0}")]
     Statement(#[from] sea_orm::sea_query::error::Error),
+
+    /// Rows bound as one JSON document (bulk writes on PostgreSQL) could not
+    /// be encoded.
+    #[error("could not encode rows for the database: {0}")]
+    Encoding(#[from] serde_json::Error),
 }
 
 impl StoreError {

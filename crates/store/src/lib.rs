@@ -1,12 +1,14 @@
 //! Segments' persistence: sea-orm entities and the repositories the API and
 //! the worker call. Owns every SQL statement; knows nothing of HTTP.
 //!
-//! Both SQLite and PostgreSQL are first-class: every statement here is built
-//! with sea-query and means the same on each.
+//! Both SQLite and PostgreSQL are first-class: statements are built with
+//! sea-query and mean the same on each, except bulk writes on PostgreSQL,
+//! which take its set-based fast path (`bulk_pg`).
 
 mod analytics;
 mod attributes;
 mod batch;
+mod bulk_pg;
 pub mod changes;
 mod contact_rows;
 mod contacts;
@@ -147,13 +149,16 @@ impl Store {
     }
 
     /// Begins a write over many rows at once (bulk upserts, bulk tagging,
-    /// tag deletion). Its statements take long lists whose best plan depends
+    /// tag deletion). Its lookups take long lists whose best plan depends
     /// on the tables' current size, so on PostgreSQL they are planned per
     /// call: a cached generic plan made while `contacts` was empty kept
-    /// scanning it sequentially as an import filled it (BENCHMARKS.md).
+    /// scanning it sequentially as an import filled it (BENCHMARKS.md). Its
+    /// inserts switch back to cached plans (`bulk_pg::Planning`).
     async fn begin_bulk_write(&self) -> Result<DatabaseTransaction, StoreError> {
         let txn = self.begin_write().await?;
-        plan_per_call(&txn, None).await?;
+        if self.backend() == DbBackend::Postgres {
+            bulk_pg::plan(&txn, bulk_pg::Planning::PerCall).await?;
+        }
         Ok(txn)
     }
 }

@@ -57,17 +57,17 @@ pub(crate) async fn lock_contacts_by_external_id<C: ConnectionTrait>(
     workspace_id: WorkspaceId,
     external_ids: &[&str],
 ) -> Result<HashMap<String, contact::Model>, StoreError> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        return crate::bulk_pg::lock_by_external_id(conn, workspace_id, external_ids).await;
+    }
     let mut out = HashMap::with_capacity(external_ids.len());
-    // A request holds at most MAX_IN_LIST items, so this is one statement
-    // and one ordered lock; longer lists lock in order chunk by chunk.
+    // SQLite has one writer at a time: reading is locking. Chunks keep
+    // each list under its bind-parameter limit.
     for chunk in external_ids.chunks(MAX_IN_LIST) {
-        let mut select = contact::Entity::find()
+        let select = contact::Entity::find()
             .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
             .filter(contact::Column::ExternalId.is_in(chunk.iter().map(|e| (*e).to_owned())))
             .order_by_asc(contact::Column::Id);
-        if conn.get_database_backend() == DbBackend::Postgres {
-            select = select.lock_exclusive();
-        }
         out.extend(
             select
                 .all(conn)
