@@ -236,6 +236,10 @@ pub(crate) async fn record_each<C: ConnectionTrait>(
     workspace_id: WorkspaceId,
     rows: &[(i64, String)],
 ) -> Result<(), StoreError> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        return crate::bulk_pg::record_changes(conn, workspace_id, rows.to_vec(), Timestamp::now())
+            .await;
+    }
     let now = Timestamp::now().get();
     for chunk in rows.chunks(rows_per_statement(4)) {
         let mut insert = change_insert();

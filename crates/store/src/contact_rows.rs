@@ -92,8 +92,8 @@ async fn tag_ids<C: ConnectionTrait>(
 }
 
 /// Links `contact_ids` to those of the named tags that exist, in one
-/// statement (PostgreSQL: the insert runs inside a `WITH`); returns the keys
-/// of the tags that exist.
+/// statement (PostgreSQL: the insert runs inside a `WITH`, over arrays);
+/// returns the keys of the tags that exist.
 async fn link_existing_tags<C: ConnectionTrait>(
     conn: &C,
     workspace_id: WorkspaceId,
@@ -106,37 +106,22 @@ async fn link_existing_tags<C: ConnectionTrait>(
         return Ok(existing);
     }
     let keys: Vec<String> = keys.into_iter().collect();
-    for chunk in contact_ids.chunks(MAX_IN_LIST) {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(1 + keys.len() + chunk.len());
-        values.push(workspace_id.0.into());
-        let key_params: Vec<String> = keys
-            .iter()
-            .map(|k| {
-                values.push(k.clone().into());
-                format!("${}", values.len())
-            })
-            .collect();
-        let contact_params: Vec<String> = chunk
-            .iter()
-            .map(|c| {
-                values.push((*c).into());
-                format!("(${})", values.len())
-            })
-            .collect();
-        let sql = format!(
-            "WITH wanted AS (SELECT id, name_key FROM tags WHERE workspace_id = $1 AND name_key IN ({})), \
-             linked AS (INSERT INTO contact_tags (contact_id, tag_id) \
-             SELECT c.id, wanted.id FROM wanted CROSS JOIN (VALUES {}) AS c(id) \
-             ON CONFLICT DO NOTHING) \
-             SELECT name_key FROM wanted",
-            key_params.join(", "),
-            contact_params.join(", ")
-        );
-        let statement =
-            sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values);
-        for row in conn.query_all_raw(statement).await? {
-            existing.insert(row.try_get::<String>("", "name_key")?);
-        }
+    let statement = sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "WITH wanted AS (SELECT id, name_key FROM tags \
+         WHERE workspace_id = $1 AND name_key = ANY($2)), \
+         linked AS (INSERT INTO contact_tags (contact_id, tag_id) \
+         SELECT c.id, wanted.id FROM wanted CROSS JOIN unnest($3::bigint[]) AS c(id) \
+         ON CONFLICT DO NOTHING) \
+         SELECT name_key FROM wanted",
+        [
+            workspace_id.0.into(),
+            keys.into(),
+            contact_ids.to_vec().into(),
+        ],
+    );
+    for row in conn.query_all_raw(statement).await? {
+        existing.insert(row.try_get::<String>("", "name_key")?);
     }
     Ok(existing)
 }

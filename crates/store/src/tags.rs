@@ -1,14 +1,17 @@
 //! Tags: listing with counts, renaming, deleting, and tagging many contacts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use segments_domain::{ContactId, TagId, TagName, Timestamp, WorkspaceId};
 
+use crate::bulk_pg;
 use crate::changes;
-use crate::contact_rows::{apply_tag_changes, touch};
+use crate::contact_rows::{apply_tag_changes, touch, unlink_named_tags};
 use crate::entities::{contact_tag, tag};
 use crate::error::is_unique_violation;
 use crate::locks::lock_contacts;
@@ -240,7 +243,22 @@ impl Store {
             .collect();
         not_found.dedup();
         if !found.is_empty() {
-            apply_tag_changes(&txn, workspace_id, &found, None, add, remove).await?;
+            if txn.get_database_backend() == DbBackend::Postgres {
+                // Deletes first, planned per call; then the links, whose
+                // inserts need cached plans (`bulk_pg::Planning`). A tag
+                // both added and removed ends removed, as below.
+                unlink_named_tags(&txn, workspace_id, &found, remove).await?;
+                bulk_pg::plan(&txn, bulk_pg::Planning::Cached).await?;
+                let removed: HashSet<String> = remove.iter().map(TagName::key).collect();
+                let add: Vec<TagName> = add
+                    .iter()
+                    .filter(|t| !removed.contains(&t.key()))
+                    .cloned()
+                    .collect();
+                apply_tag_changes(&txn, workspace_id, &found, None, &add, &[]).await?;
+            } else {
+                apply_tag_changes(&txn, workspace_id, &found, None, add, remove).await?;
+            }
             touch(&txn, &found, Timestamp::now()).await?;
             let touched: Vec<TagName> = add.iter().chain(remove).cloned().collect();
             changes::record(&txn, workspace_id, &found, &changes::tags_touched(&touched)).await?;
