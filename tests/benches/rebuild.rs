@@ -26,7 +26,8 @@ use serde_json::json;
 
 const PREFIX: &str = "bench-rebuild";
 
-/// One rebuild, in this process: prints seconds and peak RSS.
+/// One rebuild, in this process: prints members, seconds, peak RSS and
+/// the set's bytes per member.
 async fn child(ws: i64, segment: i64) {
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
@@ -55,11 +56,25 @@ async fn child(ws: i64, segment: i64) {
         .rebuild(WorkspaceId(ws), SegmentId(segment))
         .await
         .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    // What the set costs Redis per member (exact: every element counted),
+    // for the sizing estimate in BENCHMARKS.md.
+    let key = materializer
+        .keys()
+        .members(WorkspaceId(ws), SegmentId(segment));
+    let bytes: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(&key)
+        .arg("SAMPLES")
+        .arg(0)
+        .query_async(&mut materializer.redis())
+        .await
+        .unwrap();
     println!(
-        "{} {:.3} {:.1}",
+        "{} {secs:.3} {:.1} {:.1}",
         report.members,
-        started.elapsed().as_secs_f64(),
-        seeded::peak_rss_mb()
+        seeded::peak_rss_mb(),
+        bytes as f64 / Ord::max(report.members, 1) as f64
     );
 }
 
@@ -150,10 +165,11 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(f64::NAN);
         println!(
-            "{label}: {} members, rebuild {secs:.3} s, peak RSS {} MB; floor {floor_secs:.3} s; ratio {:.2}",
+            "{label}: {} members, rebuild {secs:.3} s, peak RSS {} MB; floor {floor_secs:.3} s; ratio {:.2}; Redis {} bytes/member",
             parts.first().unwrap_or(&"?"),
             parts.get(2).unwrap_or(&"?"),
-            secs / floor_secs
+            secs / floor_secs,
+            parts.get(3).unwrap_or(&"?"),
         );
     }
     rt.block_on(async {
