@@ -222,8 +222,9 @@ pub(crate) async fn unlink_named_tags<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Links contacts to tags; existing links are kept.
-pub(crate) async fn link_tags<C: ConnectionTrait>(
+/// Links contacts to tags (`contact_rows::link_tags` on PostgreSQL);
+/// existing links are kept.
+pub(crate) async fn insert_tag_links<C: ConnectionTrait>(
     conn: &C,
     pairs: &[(i64, i64)],
 ) -> Result<(), StoreError> {

@@ -159,6 +159,9 @@ pub(crate) async fn link_tags<C: ConnectionTrait>(
     conn: &C,
     pairs: &[(i64, i64)],
 ) -> Result<(), StoreError> {
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        return crate::bulk_pg::insert_tag_links(conn, pairs).await;
+    }
     for chunk in pairs.chunks(rows_per_statement(2)) {
         let mut insert = Query::insert();
         insert

@@ -675,7 +675,7 @@ async fn write_upserts_set_based<C: ConnectionTrait>(
             created: row.inserted,
         });
     }
-    bulk_pg::link_tags(txn, &pairs).await?;
+    link_tags(txn, &pairs).await?;
     bulk_pg::set_attributes(txn, &values).await?;
     bulk_pg::record_changes(txn, workspace_id, change_rows, now).await?;
     Ok(())
