@@ -91,7 +91,7 @@ async fn segments(store: &Store, ws: WorkspaceId, n: usize) -> usize {
 
 /// Commands slower than `micros` logged by Redis since the last reset, and
 /// the longest of them.
-async fn slow_commands(conn: &mut redis::aio::ConnectionManager) -> (usize, u64, String) {
+async fn slow_commands(conn: &mut segments_worker::SetsConnection) -> (usize, u64, String) {
     let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
         .arg("GET")
         .arg(10_000)

@@ -41,7 +41,7 @@ async fn a_job_whose_worker_died_is_run_by_the_next_worker(backend: Backend) {
     // A worker takes the job, then dies without a word: no acknowledgement,
     // no heartbeat, the job left in its in-flight set.
     let started = Arc::new(Notify::new());
-    let storage = RedisStorage::<Envelope>::new(m.redis()).with_config(
+    let storage = RedisStorage::<Envelope>::new(m.queue_redis()).with_config(
         segments_worker::jobs::queue_config(&m.keys().queue(), heartbeat),
     );
     let doomed = WorkerBuilder::new(format!("doomed-{}", std::process::id()))

@@ -3,6 +3,7 @@
 //! win, and no committed change is lost while Redis is away.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cluster;
 mod commit_order;
 mod convergence;
 mod crash;

@@ -19,7 +19,7 @@ use segments_store::{AnalyticsSettings, DatabaseSettings, Store};
 use serde_json::Value;
 
 pub use database::{Backend, TestDatabase};
-pub use materialized::{Materialized, RedisServer};
+pub use materialized::{Materialized, RedisCluster, RedisServer};
 
 /// The running application and a client authenticated for one workspace.
 #[derive(Debug)]

@@ -53,7 +53,7 @@ impl Materialized {
                 .expect("redis client"),
         );
         let jobs = JobQueue::new(
-            api.redis(),
+            api.queue_redis(),
             &materializer.keys().queue(),
             Duration::from_secs(1),
             Duration::from_millis(500),
@@ -223,6 +223,159 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.halt();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster of the test's own: `masters` servers on free loopback
+/// ports, no replicas, no persistence, joined by `redis-cli --cluster
+/// create`. Stopped and removed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    dir: std::path::PathBuf,
+    children: Vec<Child>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> Self {
+        // Held until every port is chosen, so no two are the same.
+        let listeners: Vec<TcpListener> = (0..masters)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("port"))
+            .collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr").port())
+            .collect();
+        drop(listeners);
+        let dir = std::env::temp_dir().join(format!(
+            "segments-redis-cluster-{}-{}",
+            ports[0],
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut cluster = Self {
+            ports: ports.clone(),
+            dir,
+            children: Vec::new(),
+        };
+        for port in &ports {
+            let node_dir = cluster.dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("dir");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (scripts/test.sh installs it)");
+            cluster.children.push(child);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        // Every node must agree the cluster is up before it serves keys.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !ports
+            .iter()
+            .all(|p| cluster.info(*p).contains("cluster_state:ok"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// The nodes' URLs, as a client takes them.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn info(&self, port: u16) -> String {
+        self.cli(port, &["cluster", "info"])
+    }
+
+    /// The port of the master serving `key`'s slot.
+    pub fn node_of(&self, key: &str) -> u16 {
+        let slot: u16 = self
+            .cli(self.ports[0], &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("a slot");
+        // `CLUSTER NODES`: `<id> <ip:port@cport> <flags> … <slot ranges>`.
+        for line in self.cli(self.ports[0], &["cluster", "nodes"]).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (from, to) = range.split_once('-').unwrap_or((range, range));
+                matches!((from.parse::<u16>(), to.parse::<u16>()), (Ok(f), Ok(t)) if (f..=t).contains(&slot))
+            });
+            if serves {
+                let port = fields[1]
+                    .split('@')
+                    .next()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse().ok());
+                return port.expect("a port in CLUSTER NODES");
+            }
+        }
+        panic!("no master serves slot {slot}")
+    }
+
+    /// How many keys the node at `port` holds.
+    pub fn keys_on(&self, port: u16) -> u64 {
+        self.cli(port, &["dbsize"]).trim().parse().unwrap_or(0)
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

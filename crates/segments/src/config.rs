@@ -68,6 +68,12 @@ pub struct RedisSection {
     /// Materialize segments into Redis sets. Off, every read evaluates SQL.
     pub enabled: bool,
     pub url: Secret,
+    /// Keep the sets on a Redis Cluster instead: its nodes' URLs (any of
+    /// them will do; the client finds the rest). Empty: `url` is one server.
+    pub cluster_nodes: Vec<Secret>,
+    /// The job queue's Redis when the sets are on a cluster (apalis-redis's
+    /// scripts cannot run there); empty: `url`.
+    pub queue_url: Secret,
     /// Prefix of every key, so deployments and test runs can share a Redis.
     pub prefix: String,
     /// Writes bring the sets up to date before they answer, so a read after
@@ -167,6 +173,8 @@ impl Default for Settings {
             redis: RedisSection {
                 enabled: true,
                 url: Secret("redis://127.0.0.1:6379".into()),
+                cluster_nodes: Vec::new(),
+                queue_url: Secret(String::new()),
                 prefix: "segments".into(),
                 apply_before_answering: true,
             },

@@ -279,15 +279,22 @@ async fn materializer(store: &Store, settings: &Settings) -> anyhow::Result<Opti
     if !settings.redis.enabled {
         return Ok(None);
     }
-    Ok(Some(
-        Materializer::connect(
-            store.clone(),
-            settings.redis.url.expose(),
-            settings.materializer(),
-        )
-        .await
-        .context("configuring redis")?,
-    ))
+    let redis = &settings.redis;
+    let materializer = if redis.cluster_nodes.is_empty() {
+        Materializer::connect(store.clone(), redis.url.expose(), settings.materializer()).await
+    } else {
+        let nodes: Vec<String> = redis
+            .cluster_nodes
+            .iter()
+            .map(|n| n.expose().to_owned())
+            .collect();
+        let queue = match redis.queue_url.expose() {
+            "" => redis.url.expose(),
+            url => url,
+        };
+        Materializer::connect_cluster(store.clone(), &nodes, queue, settings.materializer()).await
+    };
+    Ok(Some(materializer.context("configuring redis")?))
 }
 
 /// The materializer and job queue, unless Redis is disabled.
@@ -299,7 +306,7 @@ async fn materialization(
         return Ok(None);
     };
     let jobs = JobQueue::new(
-        materializer.redis(),
+        materializer.queue_redis(),
         &materializer.keys().queue(),
         settings.worker().heartbeat,
         Duration::from_millis(500),

@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
 use crate::WorkerError;
+use crate::connection::SetsConnection;
 
 /// Extends the lease if its holder still holds it.
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
@@ -43,7 +42,7 @@ impl Lease {
     /// Takes the lease at `key` for `hold`, renewed every `hold / 3`, unless
     /// another process holds it.
     pub(crate) async fn acquire(
-        conn: &ConnectionManager,
+        conn: &SetsConnection,
         key: String,
         hold: Duration,
     ) -> Result<Option<Self>, WorkerError> {
@@ -91,7 +90,7 @@ impl Lease {
     }
 
     /// Frees the lease, if still ours.
-    pub(crate) async fn release(self, conn: &ConnectionManager) -> Result<(), WorkerError> {
+    pub(crate) async fn release(self, conn: &SetsConnection) -> Result<(), WorkerError> {
         self.renewal.abort();
         let mut c = conn.clone();
         let _: i64 = redis::Script::new(RELEASE)
@@ -110,7 +109,7 @@ impl Drop for Lease {
 }
 
 async fn renew(
-    conn: ConnectionManager,
+    conn: SetsConnection,
     key: String,
     token: String,
     hold: Duration,
@@ -147,12 +146,14 @@ mod tests {
     use super::Lease;
 
     /// Against the Redis every test run has (scripts/test.sh starts one).
-    async fn conn() -> redis::aio::ConnectionManager {
+    async fn conn() -> crate::SetsConnection {
         let client =
             redis::Client::open("redis://127.0.0.1:6379").unwrap_or_else(|e| panic!("{e}"));
-        redis::aio::ConnectionManager::new(client)
-            .await
-            .unwrap_or_else(|e| panic!("redis: {e}"))
+        crate::SetsConnection::Single(
+            redis::aio::ConnectionManager::new(client)
+                .await
+                .unwrap_or_else(|e| panic!("redis: {e}")),
+        )
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@
 //! The Redis layout is a public contract: see [`keys`].
 
 mod apply;
+pub mod connection;
 mod drift;
 mod error;
 pub mod jobs;
@@ -25,6 +26,7 @@ mod recovery;
 mod scripts;
 mod time;
 
+pub use connection::SetsConnection;
 pub use drift::FinishedPass;
 pub use error::WorkerError;
 pub use jobs::{Envelope, Job, JobQueue, WorkerSettings, run};

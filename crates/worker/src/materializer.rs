@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
+
+use crate::connection::SetsConnection;
 use segments_conditions::Limits;
 use segments_domain::{ContactId, SegmentId, WorkspaceId};
 use segments_store::{Catalog, Store};
@@ -77,8 +79,12 @@ pub struct Snapshot {
 #[derive(Clone)]
 pub struct Materializer {
     pub(crate) store: Store,
-    pub(crate) redis: ConnectionManager,
-    /// For the connections workers open themselves (job fetching, pub/sub).
+    /// The sets, their scripts and the events streams.
+    pub(crate) redis: SetsConnection,
+    /// The job queue's Redis (the sets' own, unless they are on a cluster).
+    pub(crate) queue: ConnectionManager,
+    /// For the connections workers open themselves to the queue's Redis
+    /// (job fetching, pub/sub).
     pub(crate) client: redis::Client,
     pub(crate) keys: Keys,
     pub(crate) settings: MaterializerSettings,
@@ -121,9 +127,52 @@ impl Materializer {
         client: redis::Client,
         settings: MaterializerSettings,
     ) -> Result<Self, WorkerError> {
-        Ok(Self {
+        let redis = manager(client.clone())?;
+        Ok(Self::assemble(
             store,
-            redis: manager(client.clone())?,
+            SetsConnection::Single(redis.clone()),
+            redis,
+            client,
+            settings,
+        ))
+    }
+
+    /// Connects to a Redis Cluster for the sets (`nodes`: any of its
+    /// nodes), and to the Redis server at `queue_url` for the job queue.
+    pub async fn connect_cluster(
+        store: Store,
+        nodes: &[String],
+        queue_url: &str,
+        settings: MaterializerSettings,
+    ) -> Result<Self, WorkerError> {
+        let cluster = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(10))
+            .build()?
+            .get_async_connection()
+            .await?;
+        let client = redis::Client::open(queue_url)?;
+        let queue = manager(client.clone())?;
+        Ok(Self::assemble(
+            store,
+            SetsConnection::Cluster(cluster),
+            queue,
+            client,
+            settings,
+        ))
+    }
+
+    fn assemble(
+        store: Store,
+        redis: SetsConnection,
+        queue: ConnectionManager,
+        client: redis::Client,
+        settings: MaterializerSettings,
+    ) -> Self {
+        Self {
+            store,
+            redis,
+            queue,
             client,
             keys: Keys::new(settings.prefix.clone()),
             settings,
@@ -134,7 +183,7 @@ impl Materializer {
             repair: Script::new(REPAIR),
             raise: Script::new(RAISE),
             mark_time: Script::new(MARK_TIME),
-        })
+        }
     }
 
     /// Connects to Redis at `url`.
@@ -160,8 +209,14 @@ impl Materializer {
         &self.keys
     }
 
-    pub fn redis(&self) -> ConnectionManager {
+    /// The connection to the sets.
+    pub fn redis(&self) -> SetsConnection {
         self.redis.clone()
+    }
+
+    /// The connection to the job queue's Redis.
+    pub fn queue_redis(&self) -> ConnectionManager {
+        self.queue.clone()
     }
 
     pub(crate) async fn catalog(&self, ws: WorkspaceId) -> Result<Arc<Catalog>, WorkerError> {

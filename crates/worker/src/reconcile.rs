@@ -5,7 +5,6 @@
 //! bounded slice on the drift check (`drift`), which compares every set
 //! with SQL page by page over as many ticks as it takes.
 
-use futures::StreamExt;
 use redis::AsyncCommands;
 use segments_domain::{SegmentId, Timestamp, WorkspaceId};
 use segments_store::ChangeSnapshot;
@@ -184,16 +183,14 @@ impl Materializer {
     ) -> Result<u64, WorkerError> {
         let mut conn = self.redis.clone();
         let mut strays = Vec::new();
-        {
-            let mut keys = conn
-                .scan_match::<_, String>(self.keys.meta_pattern(ws))
-                .await?;
-            while let Some(key) = keys.next().await {
-                if let Some(segment) = key.ok().and_then(|k| self.keys.segment_of_meta(ws, &k))
-                    && !catalog.segments.contains(segment)
-                {
-                    strays.push(segment);
-                }
+        // The pattern carries the workspace's hash tag: on a cluster the
+        // scan goes to the node holding its slot.
+        let pattern = self.keys.meta_pattern(ws);
+        for key in conn.scan_slot(&pattern, &pattern).await? {
+            if let Some(segment) = self.keys.segment_of_meta(ws, &key)
+                && !catalog.segments.contains(segment)
+            {
+                strays.push(segment);
             }
         }
         let mut dropped = 0;

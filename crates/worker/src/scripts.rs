@@ -1,7 +1,7 @@
 //! Lua scripts: each runs atomically in Redis, so readers never see a
 //! half-applied change.
 
-use redis::aio::ConnectionManager;
+use crate::connection::SetsConnection;
 
 use crate::WorkerError;
 
@@ -208,7 +208,7 @@ impl Script {
     /// Runs several invocations in one round trip; each is (keys, args).
     pub async fn run_many<T: redis::FromRedisValue>(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut SetsConnection,
         invocations: &[(Vec<String>, Vec<String>)],
     ) -> Result<Vec<T>, WorkerError> {
         if invocations.is_empty() {
@@ -229,7 +229,7 @@ impl Script {
 
     async fn pipeline<T: redis::FromRedisValue>(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut SetsConnection,
         invocations: &[(Vec<String>, Vec<String>)],
     ) -> Result<Vec<T>, redis::RedisError> {
         let mut pipe = redis::pipe();

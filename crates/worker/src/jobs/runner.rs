@@ -228,7 +228,7 @@ pub async fn run(
 /// Each check is one pipelined round trip to Redis.
 async fn nudge(materializer: Arc<Materializer>, every: Duration, rx: watch::Receiver<bool>) {
     let queue = JobQueue::new(
-        materializer.redis(),
+        materializer.queue_redis(),
         &materializer.keys.queue(),
         every,
         Duration::from_secs(1),

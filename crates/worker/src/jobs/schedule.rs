@@ -38,7 +38,7 @@ impl Materializer {
         use apalis_core::backend::Vacuum;
         let config = queue_config(&self.keys.queue(), Duration::from_secs(5));
         let done = config.done_jobs_set();
-        let mut storage = RedisStorage::<Envelope>::new(self.redis()).with_config(config);
+        let mut storage = RedisStorage::<Envelope>::new(self.queue_redis()).with_config(config);
         let vacuumed = storage
             .vacuum()
             .await
