@@ -4,11 +4,11 @@
 //! whose keys live on different nodes, and every set ends equal to SQL.
 //! Nothing runs in the background: each step is called directly.
 
+use std::time::Duration;
+
 use redis::AsyncCommands;
-use segments_conditions::{Limits, SegmentSql};
-use segments_domain::{
-    ContactPatch, ExternalId, Label, SegmentId, TagName, Timestamp, WorkspaceId,
-};
+use segments_conditions::Limits;
+use segments_domain::{ContactPatch, ExternalId, Label, SegmentId, TagName, WorkspaceId};
 use segments_store::SegmentRule;
 use segments_tests::{Backend, RedisCluster, TestApp};
 use segments_worker::{Materializer, MaterializerSettings};
@@ -28,25 +28,18 @@ fn patch(i: usize, vip: bool) -> ContactPatch {
     }
 }
 
-/// Every segment of `ws` whose set differs from SQL.
+/// The segments of `ws` whose set differs from SQL.
 async fn differences(app: &TestApp, m: &Materializer, ws: WorkspaceId) -> Vec<SegmentId> {
-    let catalog = app.store.catalog(ws).await.unwrap();
-    let mut out = Vec::new();
-    for record in &catalog.records {
-        let ctx = catalog.sql_context(app.store.sql_backend(), Timestamp::now());
-        let sql = catalog.segments.membership_sql(record.id, &ctx).unwrap();
-        let expected = app.store.ids_where(ws, sql).await.unwrap();
-        let actual = m.all_members(ws, record.id).await.unwrap();
-        if expected != actual {
-            out.push(record.id);
-        }
-    }
-    out
+    crate::differences_in(app, m, ws)
+        .await
+        .into_iter()
+        .map(|(segment, _, _)| segment)
+        .collect()
 }
 
 #[tokio::test]
 async fn sets_live_on_a_redis_cluster() {
-    let cluster = RedisCluster::start(3);
+    let mut cluster = RedisCluster::start(3);
     let app = TestApp::spawn(Backend::Postgres).await;
     let prefix = format!("segtest-cluster-{}", std::process::id());
     let m = Materializer::connect_cluster(
@@ -133,6 +126,25 @@ async fn sets_live_on_a_redis_cluster() {
     }
     let report = m.reconcile().await.unwrap();
     assert_eq!(report.repaired_members, damaged, "{report:?}");
+    for (ws, _) in &spaces {
+        assert!(differences(&app, &m, *ws).await.is_empty());
+    }
+
+    // A node restarted empty: the next tick builds the sets it lost.
+    let (lost_ws, lost_segment) = spaces[0];
+    let node = cluster.node_of(&m.keys().members(lost_ws, lost_segment));
+    cluster.restart_empty(node);
+    assert_eq!(cluster.keys_on(node), 0);
+    // The client finds the node again after a failed command or two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        match m.reconcile().await {
+            Ok(report) => break report,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(report.built >= 1, "{report:?}");
     for (ws, _) in &spaces {
         assert!(differences(&app, &m, *ws).await.is_empty());
     }

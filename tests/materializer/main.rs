@@ -26,6 +26,16 @@ pub const REDIS: &str = "redis://127.0.0.1:6379";
 pub async fn differences(app: &TestApp) -> Vec<(SegmentId, Vec<ContactId>, Vec<ContactId>)> {
     let m = &app.materialized.as_ref().unwrap().materializer;
     let ws = app.workspace_id().await;
+    differences_in(app, m, ws).await
+}
+
+/// Every segment of workspace `ws` whose set (as `m` reads it) differs
+/// from SQL, with the two member lists.
+pub async fn differences_in(
+    app: &TestApp,
+    m: &segments_worker::Materializer,
+    ws: segments_domain::WorkspaceId,
+) -> Vec<(SegmentId, Vec<ContactId>, Vec<ContactId>)> {
     let catalog = app.store.catalog(ws).await.unwrap();
     let mut out = Vec::new();
     for record in &catalog.records {

@@ -260,32 +260,8 @@ impl RedisCluster {
             children: Vec::new(),
         };
         for port in &ports {
-            let node_dir = cluster.dir.join(port.to_string());
-            std::fs::create_dir_all(&node_dir).expect("dir");
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (scripts/test.sh installs it)");
+            let child = cluster.node(*port);
             cluster.children.push(child);
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "redis-server did not start"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
         }
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
@@ -299,19 +275,67 @@ impl RedisCluster {
             "redis-cli --cluster create: {}",
             String::from_utf8_lossy(&created.stdout)
         );
-        // Every node must agree the cluster is up before it serves keys.
+        cluster.wait_until_up();
+        cluster
+    }
+
+    /// Waits until every node says the cluster is up: until then a node
+    /// may refuse keys.
+    fn wait_until_up(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !ports
+        while !self
+            .ports
             .iter()
-            .all(|p| cluster.info(*p).contains("cluster_state:ok"))
+            .all(|p| self.info(*p).contains("cluster_state:ok"))
         {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the cluster did not come up"
+                "the cluster is not up"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        cluster
+    }
+
+    /// Starts the node on `port` (its data directory keeps only the
+    /// cluster's configuration, never data) and waits until it listens.
+    fn node(&self, port: u16) -> Child {
+        let node_dir = self.dir.join(port.to_string());
+        std::fs::create_dir_all(&node_dir).expect("dir");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&node_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    /// Kills the node on `port` and starts it again empty (as a node
+    /// without persistence comes back), serving the same slots; waits
+    /// until the cluster is up again.
+    pub fn restart_empty(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).expect("a node");
+        let _ = self.children[i].kill();
+        let _ = self.children[i].wait();
+        self.children[i] = self.node(port);
+        self.wait_until_up();
     }
 
     /// The nodes' URLs, as a client takes them.
