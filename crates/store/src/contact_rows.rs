@@ -258,12 +258,12 @@ fn value_columns(value: &AttributeValue) -> [sea_orm::Value; 4] {
 /// Writes attribute values: `Some` upserts, `None` deletes.
 pub(crate) async fn write_attributes<C: ConnectionTrait>(
     conn: &C,
-    rows: &[(i64, ResolvedAttributes)],
+    rows: &[(i64, &ResolvedAttributes)],
 ) -> Result<(), StoreError> {
     let mut sets = Vec::new();
     let mut unsets: HashMap<i64, Vec<i64>> = HashMap::new();
     for (contact_id, attributes) in rows {
-        for (attribute_id, value) in attributes {
+        for (attribute_id, value) in attributes.iter() {
             match value {
                 Some(v) => sets.push((*contact_id, attribute_id.0, v)),
                 None => unsets.entry(attribute_id.0).or_default().push(*contact_id),

@@ -190,7 +190,7 @@ impl Store {
             &patch.remove_tags,
         )
         .await?;
-        write_attributes(&txn, &[(id, attributes)]).await?;
+        write_attributes(&txn, &[(id, &attributes)]).await?;
         let version = changes::record_one(&txn, workspace_id, id, &changes::everything()).await?;
         // Read back inside the transaction, from the returned row: the
         // answer is exactly what this write committed.
@@ -337,7 +337,7 @@ impl Store {
             &patch.remove_tags,
         )
         .await?;
-        write_attributes(&txn, &[(id.0, attributes)]).await?;
+        write_attributes(&txn, &[(id.0, &attributes)]).await?;
         let version =
             changes::record_one(&txn, workspace_id, id.0, &changes::touched(patch)).await?;
         let contact = load_one(&txn, stored).await?;
@@ -757,7 +757,7 @@ async fn write_upserts_in_chunks<C: ConnectionTrait>(
                 tag_names.extend_from_slice(tags);
             }
             tag_names.extend_from_slice(&u.patch.add_tags);
-            attribute_rows.push((id, u.attributes.clone()));
+            attribute_rows.push((id, &u.attributes));
             let created = u.stored.is_none();
             change_rows.push((id, u.change_keys(created)));
             written.push((u, id));
