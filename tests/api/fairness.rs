@@ -198,6 +198,13 @@ async fn one_workspace_cannot_starve_another(backend: Backend) {
     }
     let mut refused = 0;
     for (status, content_type, body) in &slow {
+        // A search that finished within its deadline answers, as it should
+        // (on a fast machine some do): the point is that no more than the
+        // workspace's share ran at once, and that the others were refused.
+        if *status == 200 {
+            assert!(body["items"].is_array(), "{body}");
+            continue;
+        }
         assert!(matches!(status, 504 | 429), "{status} {body}");
         assert_eq!(content_type, "application/problem+json");
         refused += usize::from(*status == 429);

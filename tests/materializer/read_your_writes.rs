@@ -174,4 +174,104 @@ async fn every_read_sees_the_writes_acknowledged_before_it(backend: Backend) {
     app.stop().await;
 }
 
-on_both_backends!(every_read_sees_the_writes_acknowledged_before_it);
+/// An edit's rebuild is a job; until it lands, the set still holds the old
+/// definition's members. With no worker to run it, every read after the
+/// edit — of the edited segment and of one that refers to it — answers for
+/// the new definition (from SQL, saying so), a snapshot refuses to freeze
+/// the old audience, and the reconciler rebuilds what was built for an
+/// earlier definition, after which the sets answer again.
+async fn reads_after_an_edit_answer_for_it_before_its_rebuild_lands(backend: Backend) {
+    let app = TestApp::spawn_materialized(backend, REDIS, 0).await;
+    let materializer = app.materialized.as_ref().unwrap().materializer.clone();
+    let ws = app.workspace_id().await;
+    let mut vip = BTreeSet::new();
+    let mut new = BTreeSet::new();
+    for i in 0..5 {
+        let tag = if i < 3 { "vip" } else { "new" };
+        let id = app
+            .contact(json!({"name": format!("c{i}"), "tags": [tag]}))
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        if i < 3 {
+            vip.insert(id)
+        } else {
+            new.insert(id)
+        };
+    }
+    let edited = app
+        .segment(json!({"name": "edited", "kind": "dynamic",
+                        "conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["vip"]}}}))
+        .await;
+    let referring = app
+        .segment(json!({"name": "referring", "kind": "dynamic",
+                        "conditions": {"type": "segment", "params": {"op": "member_of", "segment_id": edited}}}))
+        .await;
+    for segment in [edited, referring] {
+        materializer.rebuild(ws, SegmentId(segment)).await.unwrap();
+        let read = app
+            .get(&format!("/v1/segments/{segment}"))
+            .await
+            .expect(200);
+        assert_eq!(read["membership"]["source"], "materialized", "{read}");
+        assert_eq!(read["membership"]["count"], 3, "{read}");
+    }
+
+    app.patch(
+        &format!("/v1/segments/{edited}"),
+        json!({"conditions": {"type": "tag", "params": {"op": "has_any", "tags": ["new"]}}}),
+    )
+    .await
+    .expect(200);
+    for segment in [edited, referring] {
+        let read = app
+            .get(&format!("/v1/segments/{segment}"))
+            .await
+            .expect(200);
+        assert_eq!(read["membership"]["count"], 2, "segment {segment}: {read}");
+        assert_eq!(
+            read["membership"]["source"], "sql",
+            "segment {segment}: {read}"
+        );
+        let members = app
+            .get(&format!("/v1/segments/{segment}/members"))
+            .await
+            .expect(200);
+        assert_eq!(ids(&members["items"]), new, "segment {segment}");
+    }
+    for (contacts, expected) in [
+        (&vip, BTreeSet::new()),
+        (&new, BTreeSet::from([edited, referring])),
+    ] {
+        for c in contacts {
+            let of_contact = app
+                .get(&format!("/v1/contacts/{c}/segments"))
+                .await
+                .expect(200);
+            assert_eq!(ids(&of_contact["items"]), expected, "contact {c}");
+        }
+    }
+    let refused = app
+        .post(&format!("/v1/segments/{edited}/snapshots"), json!({}))
+        .await
+        .problem(409);
+    assert_eq!(refused["errors"][0]["code"], "building", "{refused}");
+
+    let report = materializer.reconcile().await.unwrap();
+    assert_eq!(report.redefined, 2, "{report:?}");
+    for segment in [edited, referring] {
+        let read = app
+            .get(&format!("/v1/segments/{segment}"))
+            .await
+            .expect(200);
+        assert_eq!(read["membership"]["source"], "materialized", "{read}");
+        assert_eq!(read["membership"]["count"], 2, "{read}");
+    }
+    assert!(differences(&app).await.is_empty());
+    app.stop().await;
+}
+
+on_both_backends!(
+    every_read_sees_the_writes_acknowledged_before_it,
+    reads_after_an_edit_answer_for_it_before_its_rebuild_lands
+);

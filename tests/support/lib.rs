@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
 
 mod database;
+pub mod load;
 mod materialized;
 
 use std::net::TcpListener;

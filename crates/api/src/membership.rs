@@ -23,7 +23,9 @@ pub enum MembershipSource {
     Materialized,
     /// The set is being built; counts are not available yet.
     Building,
-    /// Evaluated in SQL: no materializer is configured, or Redis is down.
+    /// Evaluated in SQL: no materializer is configured, Redis is down, or
+    /// the set was built for an earlier definition and its rebuild has not
+    /// landed yet (a read after an edit answers for the edit).
     Sql,
     /// To be evaluated in SQL, but counting did not finish within the
     /// membership query timeout (or found every connection for such
@@ -96,7 +98,7 @@ pub async fn count(
         .status(catalog.workspace_id, segment)
         .await
     {
-        Ok(Some(status)) => Ok(Membership {
+        Ok(Some(status)) if status.reflects(&catalog.segments, segment) => Ok(Membership {
             count: Some(status.count),
             source: MembershipSource::Materialized,
             version: Some(status.version),
@@ -109,6 +111,9 @@ pub async fn count(
                 .map(|t| t.with_timezone(&chrono::Utc)),
             repairs: Some(status.repairs),
         }),
+        // Built for an earlier definition, its rebuild not landed yet: the
+        // set would answer for the old one, so SQL answers for this one.
+        Ok(Some(_)) => sql_count(state, catalog, segment).await,
         Ok(None) => Ok(Membership {
             count: None,
             source: MembershipSource::Building,
@@ -162,7 +167,7 @@ pub async fn members(
             .status(catalog.workspace_id, segment)
             .await
         {
-            Ok(Some(_)) => {
+            Ok(Some(status)) if status.reflects(&catalog.segments, segment) => {
                 let (ids, next) = redis
                     .materializer
                     .members(catalog.workspace_id, segment, from, limit)
@@ -175,6 +180,20 @@ pub async fn members(
                 };
                 return Ok((page, (next != 0).then(|| format!("r:{next}"))));
             }
+            // Built for an earlier definition: a listing that began in the
+            // set cannot go on in SQL (or in the rebuilt set) without
+            // skipping or repeating members; a new one pages SQL.
+            Ok(Some(_)) if parsed.is_some() => {
+                return Err(ApiError::Conflict {
+                    code: "definition_changed",
+                    message: format!(
+                        "segment {segment}'s definition changed since this listing began; list it again from the start"
+                    ),
+                    pointer: None,
+                    candidates: Vec::new(),
+                });
+            }
+            Ok(Some(_)) => {}
             Ok(None) => {
                 return Err(ApiError::Conflict {
                     code: "building",

@@ -32,8 +32,9 @@ pub struct Problem {
     pub candidates: Vec<i64>,
 }
 
-/// One failing field (`pointer`, a JSON Pointer into the request body) or
-/// query/path parameter (`parameter`).
+/// One failing field (`pointer`, a JSON Pointer into the request body),
+/// query/path parameter (`parameter`), or — neither given — a conflict
+/// with the resource's state, named by its `code`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProblemField {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -156,15 +157,15 @@ impl ApiError {
                 pointer,
                 candidates,
             } => (
-                pointer
-                    .iter()
-                    .map(|p| ProblemField {
-                        pointer: Some(p.clone()),
-                        parameter: None,
-                        code: (*code).to_owned(),
-                        detail: message.clone(),
-                    })
-                    .collect(),
+                // One entry even without a field to point at: its `code`
+                // (`building`, `definition_changed`, …) is what a client
+                // branches on.
+                vec![ProblemField {
+                    pointer: pointer.clone(),
+                    parameter: None,
+                    code: (*code).to_owned(),
+                    detail: message.clone(),
+                }],
                 candidates.clone(),
             ),
             _ => (Vec::new(), Vec::new()),

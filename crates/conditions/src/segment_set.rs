@@ -196,6 +196,41 @@ impl SegmentSet {
         }
     }
 
+    /// A stable fingerprint (FNV-1a, hex) of what `id`'s membership is
+    /// defined by: its tree and the tree of every segment it reaches. A set
+    /// records the fingerprint it was built for, so a reader can tell a set
+    /// that reflects an earlier definition — of the segment or of one it
+    /// refers to — from a current one, whichever process edited it.
+    pub fn fingerprint(&self, id: SegmentId) -> String {
+        let mut reached = BTreeSet::new();
+        let mut frontier = vec![id];
+        while let Some(current) = frontier.pop() {
+            if reached.insert(current) {
+                frontier.extend(self.references(current));
+            }
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for byte in bytes {
+                hash ^= u64::from(*byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        // The segment's own tree first, then the others in id order: a
+        // segment without references keeps the fingerprint of its tree.
+        for segment in std::iter::once(id).chain(reached.into_iter().filter(|s| *s != id)) {
+            if segment != id {
+                feed(format!("\n{}=", segment.0).as_bytes());
+            }
+            match self.segments.get(&segment).map(|d| &d.kind) {
+                Some(SegmentKind::Dynamic(tree)) => feed(tree.to_json().to_string().as_bytes()),
+                Some(SegmentKind::Static) => feed(b"static"),
+                None => feed(b"missing"),
+            }
+        }
+        format!("{hash:016x}")
+    }
+
     /// A reference path from `from` back to `to`, if one exists: saving
     /// `to` with a reference to `from` would then close a cycle.
     pub fn path(&self, from: SegmentId, to: SegmentId) -> Option<Vec<SegmentId>> {
@@ -485,6 +520,41 @@ mod tests {
         );
         assert!(set.dependents(SegmentId(4)).is_empty());
         assert_eq!(set.references(SegmentId(3)), BTreeSet::from([SegmentId(2)]));
+    }
+
+    #[test]
+    fn a_fingerprint_follows_the_definitions_a_segment_reaches() {
+        let set = chain();
+        // Segment 2 edited to a tag: 3 (which refers to it) changes too; 4,
+        // which reaches neither, does not.
+        let mut edited: Vec<SegmentDefinition> = set.iter().cloned().collect();
+        let two = dynamic(
+            &set,
+            2,
+            json!({"type": "tag", "params": {"op": "has_any", "tags": ["new"]}}),
+        );
+        edited.retain(|d| d.id != SegmentId(2));
+        edited.push(two);
+        let edited = SegmentSet::new(edited);
+        for (id, changes) in [(1, false), (2, true), (3, true), (4, false)] {
+            assert_eq!(
+                set.fingerprint(SegmentId(id)) != edited.fingerprint(SegmentId(id)),
+                changes,
+                "segment {id}"
+            );
+        }
+        // Without references, the fingerprint of the tree alone (what sets
+        // built before references counted recorded).
+        let Some(SegmentKind::Dynamic(tree)) = set.get(SegmentId(4)).map(|d| &d.kind) else {
+            panic!("segment 4 is dynamic");
+        };
+        let tree = tree.to_json().to_string();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in tree.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        assert_eq!(set.fingerprint(SegmentId(4)), format!("{hash:016x}"));
     }
 
     #[test]

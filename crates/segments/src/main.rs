@@ -248,9 +248,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .context("redis is disabled")?;
             let report = materializer.reconcile().await?;
             println!(
-                "swept {} change(s); built {} segment(s); moved {} member(s) that time moved in {} segment(s), rebuilt {}; removed {} deleted segment(s); checked {} segment(s) for drift, repaired {} member(s) in {} segment(s)",
+                "swept {} change(s); built {} segment(s), rebuilt {} built for an earlier definition; moved {} member(s) that time moved in {} segment(s), rebuilt {}; removed {} deleted segment(s); checked {} segment(s) for drift, repaired {} member(s) in {} segment(s)",
                 report.swept_changes,
                 report.built,
+                report.redefined,
                 report.time_moved,
                 report.time_updates,
                 report.time_rebuilds,

@@ -65,6 +65,18 @@ pub struct SegmentStatus {
     pub built_at: Option<String>,
     /// Drift the reconciler found and repaired in this segment.
     pub repairs: u64,
+    /// The fingerprint of the definition the set was built for
+    /// (`SegmentSet::fingerprint`).
+    pub definition: Option<String>,
+}
+
+impl SegmentStatus {
+    /// Whether the set reflects `segment`'s definition in `segments` (the
+    /// reader's catalog): after an edit, until its rebuild lands, it does
+    /// not, and the set must not answer for the new definition.
+    pub fn reflects(&self, segments: &segments_conditions::SegmentSet, segment: SegmentId) -> bool {
+        self.definition.as_deref() == Some(segments.fingerprint(segment).as_str())
+    }
 }
 
 /// An immutable copy of a segment's members.
@@ -247,7 +259,32 @@ impl Materializer {
             version: number("version"),
             built_at: meta.get("built_at").cloned(),
             repairs: number("repairs"),
+            definition: meta.get("definition").cloned(),
         }))
+    }
+
+    /// For each of `segments`, the fingerprint of the definition its set
+    /// was built for, `None` if it was never built (one round trip).
+    pub async fn built_definitions(
+        &self,
+        ws: WorkspaceId,
+        segments: &[SegmentId],
+    ) -> Result<Vec<Option<String>>, WorkerError> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for segment in segments {
+            pipe.cmd("HMGET")
+                .arg(self.keys.meta(ws, *segment))
+                .arg(&["built_at", "definition"]);
+        }
+        let mut conn = self.redis.clone();
+        let built: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+        Ok(built
+            .into_iter()
+            .map(|(at, definition)| at.map(|_| definition.unwrap_or_default()))
+            .collect())
     }
 
     /// A page of members by SSCAN: `cursor` 0 starts, a returned 0 ends.

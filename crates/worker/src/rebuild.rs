@@ -3,9 +3,9 @@
 //! build leaves the live set untouched and its temporary set expiring.
 
 use futures::StreamExt;
-use segments_conditions::{SegmentKind, SegmentSql};
+use segments_conditions::SegmentSql;
 use segments_domain::{SegmentId, Timestamp, WorkspaceId};
-use segments_store::{Catalog, ChangeSnapshot};
+use segments_store::ChangeSnapshot;
 
 use crate::materializer::token;
 use crate::{Materializer, WorkerError};
@@ -16,21 +16,6 @@ pub struct RebuildReport {
     pub members: u64,
     /// False when a newer build had already landed and this one was discarded.
     pub swapped: bool,
-}
-
-/// A stable fingerprint of a segment's definition (FNV-1a), stored in the
-/// set's metadata so a reader can tell which definition a set reflects.
-pub(crate) fn definition_hash(catalog: &Catalog, segment: SegmentId) -> String {
-    let text = match catalog.segments.get(segment).map(|d| &d.kind) {
-        Some(SegmentKind::Dynamic(tree)) => tree.to_json().to_string(),
-        _ => "static".to_owned(),
-    };
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
 }
 
 impl Materializer {
@@ -118,7 +103,7 @@ impl Materializer {
             snapshot.xmax.to_string(),
             in_progress,
             now.get().to_rfc3339(),
-            definition_hash(&catalog, segment),
+            catalog.segments.fingerprint(segment),
             segment.0.to_string(),
             self.settings.events_max_len.to_string(),
         ];

@@ -40,6 +40,8 @@ pub struct ReconcileReport {
     pub swept_changes: u64,
     /// Sets built because they never had been.
     pub built: u64,
+    /// Sets rebuilt because they were built for an earlier definition.
+    pub redefined: u64,
     /// Segments whose members time alone moves, brought up to date by
     /// re-deciding only the contacts time can have changed; and how many
     /// members moved.
@@ -93,12 +95,20 @@ impl Materializer {
             check()?;
             let catalog = self.catalog(ws).await?;
             let order = catalog.segments.dependency_order();
-            let built = self.built(ws, &order).await?;
+            let built = self.built_definitions(ws, &order).await?;
             for (segment, built) in order.into_iter().zip(built) {
                 check()?;
-                if !built {
+                let Some(definition) = built else {
                     self.rebuild(ws, segment).await?;
                     report.built += 1;
+                    continue;
+                };
+                if definition != catalog.segments.fingerprint(segment) {
+                    // Built for an earlier definition whose rebuild never
+                    // ran (its job lost with the queue, say): readers go
+                    // to SQL until it is rebuilt.
+                    self.rebuild(ws, segment).await?;
+                    report.redefined += 1;
                 } else if catalog.segments.time_dependent(segment) {
                     match self.apply_time(ws, &catalog, segment).await? {
                         Some(moved) => {
@@ -154,25 +164,6 @@ impl Materializer {
             .into_iter()
             .filter_map(|(xmin, seq)| xmin.or(seq.map(|s| s + 1)))
             .min())
-    }
-
-    /// Whether each segment's set has been built (one round trip).
-    async fn built(
-        &self,
-        ws: WorkspaceId,
-        segments: &[SegmentId],
-    ) -> Result<Vec<bool>, WorkerError> {
-        if segments.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for segment in segments {
-            pipe.cmd("HEXISTS")
-                .arg(self.keys.meta(ws, *segment))
-                .arg("built_at");
-        }
-        let mut conn = self.redis.clone();
-        Ok(pipe.query_async(&mut conn).await?)
     }
 
     /// Removes the keys of segments that no longer exist.

@@ -10,8 +10,8 @@ use crate::wire::segment::{ContactSegment, ContactSegments, SegmentKind};
 
 /// The segments a contact belongs to (for workflow If-Else and Switch routing).
 ///
-/// Built segments answer from their materialized sets; others are evaluated
-/// on the contact directly.
+/// Segments whose sets are built for their current definition answer from
+/// those sets; others are evaluated on the contact directly.
 #[utoipa::path(
     operation_id = "listContactSegments",
     tag = "contacts",
@@ -38,16 +38,28 @@ pub async fn contact_segments(
         })?;
     let catalog = catalog(&state, &auth).await?;
     let all: Vec<SegmentId> = catalog.segments.iter().map(|d| d.id).collect();
-    // Which segments are materialized, and which of those hold the contact.
+    // Which segments have a set built for the definition this request
+    // reads (one round trip), and which of those hold the contact. A set
+    // built for an earlier definition is passed over: evaluated here, the
+    // segment answers for the edit before its rebuild lands.
     let mut built = Vec::new();
     let mut in_sets = Vec::new();
     if let Some(redis) = &state.redis {
-        for s in &all {
-            if let Ok(Some(_)) = redis.materializer.status(ws, *s).await {
-                built.push(*s);
+        let found = match redis.materializer.built_definitions(ws, &all).await {
+            Ok(definitions) => {
+                built = all
+                    .iter()
+                    .zip(definitions)
+                    .filter(|(s, d)| {
+                        d.as_deref() == Some(catalog.segments.fingerprint(**s).as_str())
+                    })
+                    .map(|(s, _)| *s)
+                    .collect();
+                redis.materializer.segments_of(ws, contact, &built).await
             }
-        }
-        match redis.materializer.segments_of(ws, contact, &built).await {
+            Err(e) => Err(e),
+        };
+        match found {
             Ok(found) => in_sets = found,
             Err(e) => {
                 tracing::warn!(error = %e, "redis unavailable; evaluating every segment");

@@ -608,12 +608,14 @@ pub async fn create_snapshot(
     })?;
     let unavailable =
         |e: segments_worker::WorkerError| ApiError::Unavailable(format!("redis: {e}"));
-    if redis
+    let catalog = catalog(&state, &auth).await?;
+    // A set built for an earlier definition would freeze the old audience.
+    if !redis
         .materializer
         .status(auth.0.workspace_id, id)
         .await
         .map_err(unavailable)?
-        .is_none()
+        .is_some_and(|status| status.reflects(&catalog.segments, id))
     {
         return Err(ApiError::Conflict {
             code: "building",
