@@ -8,7 +8,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `<prefix>:{<ws>}:segment:<id>:members` | set | contact ids of the segment's members |
-//! | `<prefix>:{<ws>}:segment:<id>:meta` | hash | `version`, `count`, `built_at`, `built_catalog`, `built_xmin`, `built_xmax`, `built_xip`, `definition`, `repairs`, `time_at` |
+//! | `<prefix>:{<ws>}:segment:<id>:meta` | hash | `version`, `count`, `built_at`, `built_catalog`, `built_xmin`, `built_xmax`, `built_xip`, `definition` (`SegmentSet::fingerprint`), `repairs`, `time_at` |
 //! | `<prefix>:{<ws>}:segment:<id>:versions` | hash | contact id → version last applied (since the last build) |
 //! | `<prefix>:{<ws>}:segment:<id>:building:<token>` | set | a build in progress (expires) |
 //! | `<prefix>:{<ws>}:snapshot:<id>:<token>` | set | an immutable copy for a campaign (expires) |
