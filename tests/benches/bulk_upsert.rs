@@ -4,8 +4,16 @@
 //! 10,000, first as inserts and then again as updates, on SQLite and
 //! PostgreSQL. Run: `cargo bench -p segments-tests --bench bulk_upsert`
 //! (`BULK_CONTACTS=N` changes the total; `BULK_BACKENDS=sqlite` picks one).
+//!
+//! Then bulk tagging: two tags applied to every contact and removed again,
+//! 10,000 contacts a request (`POST /v1/tags/apply`, `/v1/tags/remove`);
+//! on PostgreSQL beside the floor measured in the same run — the same
+//! batches done by `psql` alone in one transaction each: the rows locked in
+//! id order, the links inserted (or deleted), the contacts touched and the
+//! change log written, as set-based statements (`floor_script`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Write;
 use std::time::Instant;
 
 use segments_tests::{Backend, TestApp};
@@ -50,6 +58,7 @@ async fn run(backend: Backend, total: usize) {
     ] {
         app.attribute(key, ty).await;
     }
+    let mut ids = Vec::with_capacity(total);
     for round in 0..2u32 {
         let bodies: Vec<Value> = (0..total)
             .step_by(BATCH)
@@ -61,6 +70,15 @@ async fn run(backend: Backend, total: usize) {
             let result = app.post("/v1/contacts/bulk-upsert", body).await.expect(200);
             assert_eq!(result["errors"], json!([]));
             stored += result["created"].as_u64().unwrap() + result["updated"].as_u64().unwrap();
+            if round == 0 {
+                ids.extend(
+                    result["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|i| i["id"].as_i64().unwrap()),
+                );
+            }
         }
         let secs = started.elapsed().as_secs_f64();
         let what = if round == 0 { "insert" } else { "update" };
@@ -69,7 +87,96 @@ async fn run(backend: Backend, total: usize) {
             stored as f64 / secs
         );
     }
+    tagging(&app, backend, &ids).await;
     app.stop().await;
+}
+
+/// Two tags on every contact of `ids` and off again, through the API;
+/// on PostgreSQL, then the floor.
+async fn tagging(app: &TestApp, backend: Backend, ids: &[i64]) {
+    for (path, what) in [("/v1/tags/apply", "apply"), ("/v1/tags/remove", "remove")] {
+        let started = Instant::now();
+        for chunk in ids.chunks(BATCH) {
+            let result = app
+                .post(
+                    path,
+                    json!({"contact_ids": chunk, "tags": ["bulk-a", "bulk-b"]}),
+                )
+                .await
+                .expect(200);
+            assert_eq!(result["updated"].as_u64(), Some(chunk.len() as u64));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let ws = app.workspace_id().await.0;
+        let floor = (backend == Backend::Postgres)
+            .then(|| floor_seconds(app.database_url(), ws, ids, what));
+        println!(
+            "{backend:?} tags {what}: {} contacts in {secs:.2} s = {:.0} contacts/s{}",
+            ids.len(),
+            ids.len() as f64 / secs,
+            floor.map_or_else(String::new, |f| format!(
+                "; floor {f:.2} s, ratio {:.2}",
+                secs / f
+            ))
+        );
+    }
+}
+
+/// What PostgreSQL alone does with the same batches, one transaction each.
+fn floor_script(ws: i64, ids: &[i64], what: &str) -> String {
+    let mut script = String::from("\\set ON_ERROR_STOP 1\n");
+    script.push_str(&format!(
+        "INSERT INTO tags (workspace_id, name, name_key, created_at) \
+         SELECT {ws}, n, n, now() FROM unnest(ARRAY['floor-a', 'floor-b']) AS n \
+         ON CONFLICT (workspace_id, name_key) DO NOTHING;\n"
+    ));
+    for chunk in ids.chunks(BATCH) {
+        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        let ids = format!("ARRAY[{}]::bigint[]", list.join(","));
+        let links = if what == "apply" {
+            format!(
+                "INSERT INTO contact_tags (contact_id, tag_id) \
+                 SELECT c, t.id FROM unnest({ids}) AS c, tags t \
+                 WHERE t.workspace_id = {ws} AND t.name_key IN ('floor-a', 'floor-b') \
+                 ON CONFLICT DO NOTHING;"
+            )
+        } else {
+            format!(
+                "DELETE FROM contact_tags WHERE contact_id = ANY({ids}) AND tag_id IN \
+                 (SELECT id FROM tags WHERE workspace_id = {ws} AND name_key IN ('floor-a', 'floor-b'));"
+            )
+        };
+        script.push_str(&format!(
+            "BEGIN;\n\
+             SELECT count(*) FROM (SELECT id FROM contacts WHERE workspace_id = {ws} AND id = ANY({ids}) \
+             ORDER BY id FOR UPDATE) AS locked;\n\
+             {links}\n\
+             UPDATE contacts SET updated_at = now() WHERE id = ANY({ids});\n\
+             INSERT INTO contact_changes (workspace_id, contact_id, changed, created_at) \
+             SELECT {ws}, c, 'tag:floor-a,tag:floor-b', now() FROM unnest({ids}) AS c;\n\
+             COMMIT;\n"
+        ));
+    }
+    script
+}
+
+fn floor_seconds(url: &str, ws: i64, ids: &[i64], what: &str) -> f64 {
+    let path = std::env::temp_dir().join(format!("bulk-tag-floor-{}.sql", std::process::id()));
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(floor_script(ws, ids, what).as_bytes())
+        .unwrap();
+    let started = Instant::now();
+    let status = std::process::Command::new("psql")
+        .arg(url)
+        .args(["-q", "-X", "-o", "/dev/null", "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    assert!(status.success(), "the floor script failed");
+    secs
 }
 
 fn main() {
