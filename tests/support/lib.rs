@@ -10,10 +10,8 @@ mod database;
 pub mod load;
 mod materialized;
 
-use std::net::TcpListener;
-
 use reqwest::{Method, StatusCode};
-use segments_api::{AppState, HttpSettings};
+use segments_api::HttpSettings;
 use segments_conditions::Registry;
 use segments_domain::Label;
 use segments_store::{AnalyticsSettings, DatabaseSettings, Store};
@@ -33,7 +31,7 @@ pub struct TestApp {
     pub backend: Backend,
     /// The materializer and its workers, when started with one.
     pub materialized: Option<Materialized>,
-    server: actix_web::dev::ServerHandle,
+    application: segments::Application,
     database: TestDatabase,
 }
 
@@ -164,36 +162,15 @@ impl TestApp {
                 .try_init();
         }
         let database = TestDatabase::create(backend).await;
-        let settings = tune(database.settings());
-        let store = Store::connect(&settings, std::sync::Arc::new(registry))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
-        let materialized = match redis {
-            // The worker reads through a pool of its own, as in `segments
-            // serve`: its statements must not queue behind requests.
-            Some((url, workers, apply_before_answering)) => {
-                let worker_store = store
-                    .connect_another(&database.settings())
-                    .await
-                    .expect("connect the worker");
-                let mut materialized =
-                    Materialized::start(store.clone(), worker_store, url, workers).await;
-                materialized.apply_before_answering = apply_before_answering;
-                Some(materialized)
-            }
-            None => None,
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let address = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = AppState {
-            redis: materialized.as_ref().map(Materialized::state),
-            metrics: Some(segments_api::metrics::recorder().expect("metrics recorder")),
-            ..AppState::new(store.clone())
-        };
-        let server = segments_api::serve(listener, state, http).expect("serve");
-        let handle = server.handle();
-        tokio::spawn(server);
+        let settings = settings_for(&tune(database.settings()), &http, redis);
+        let workers = redis.map_or(0, |(_, workers, _)| workers);
+        let application =
+            segments::Application::start(&settings, std::sync::Arc::new(registry), workers > 0)
+                .await
+                .expect("start the application");
+        let store = application.store().clone();
+        let materialized = redis.map(|_| Materialized::of(&application, &settings, workers));
+        let address = format!("http://{}", application.address());
         let (_, key) = store
             .create_workspace(&Label::parse("test").expect("label"))
             .await
@@ -211,7 +188,7 @@ impl TestApp {
             store,
             backend,
             materialized,
-            server: handle,
+            application,
             database,
         }
     }
@@ -242,7 +219,7 @@ impl TestApp {
     }
 
     pub async fn stop(self) {
-        self.server.stop(false).await;
+        self.application.stop().await;
         if let Some(m) = self.materialized {
             m.stop().await;
         }
@@ -340,6 +317,46 @@ impl TestApp {
         .await
         .expect(201)
     }
+}
+
+/// The configuration a test app runs: the shipped defaults, with the test's
+/// database, HTTP limits and Redis (on a key prefix of its own); the
+/// reconciler only runs when a test calls it, and workers beat every second
+/// so that a killed one is noticed quickly.
+fn settings_for(
+    database: &DatabaseSettings,
+    http: &HttpSettings,
+    redis: Option<(&str, usize, bool)>,
+) -> segments::Settings {
+    use segments::config::Secret;
+    let mut s = segments::Settings::default();
+    s.database.url = Secret::new(database.url.clone());
+    s.database.max_connections = database.max_connections;
+    s.database.acquire_timeout_secs = database.acquire_timeout.as_secs().max(1);
+    s.database.migrate_on_start = true;
+    s.database.query_connections = database.analytics.connections;
+    s.database.query_connections_per_workspace = database.analytics.per_workspace;
+    s.database.query_timeout_ms =
+        u64::try_from(database.analytics.timeout.as_millis()).unwrap_or(u64::MAX);
+    s.http.bind = "127.0.0.1:0".into();
+    s.http.max_body_bytes = http.max_body_bytes;
+    s.http.max_bulk_body_bytes = http.max_bulk_body_bytes;
+    s.http.workers = http.workers;
+    (s.http.rate_limit_per_second, s.http.rate_limit_burst) = http
+        .rate_limit
+        .map_or((0, 0), |l| (l.requests_per_second, l.burst));
+    s.worker.shutdown_timeout_secs = http.shutdown_timeout.as_secs();
+    s.worker.reconcile_schedule = "0 0 0 1 1 * 2099".into();
+    s.worker.heartbeat_secs = 1;
+    s.worker.database_connections = database.max_connections;
+    s.redis.enabled = redis.is_some();
+    if let Some((url, _, apply_before_answering)) = redis {
+        s.redis.url = Secret::new(url);
+        s.redis.prefix = materialized::unique_prefix();
+        s.redis.apply_before_answering = apply_before_answering;
+    }
+    s.telemetry.metrics = true;
+    s
 }
 
 /// The HTTP settings of test apps: two workers are enough, and keep the

@@ -8,102 +8,69 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use segments_api::Materialization;
-use segments_store::Store;
-use segments_worker::{JobQueue, Materializer, MaterializerSettings, WorkerSettings};
-use tokio::sync::watch;
+use segments_worker::{JobQueue, Materializer};
 use tokio::task::JoinHandle;
 
+/// The materialization of one test app: the API's materializer and job
+/// queue, the worker's materializer, and more worker loops beside the
+/// application's own, all on the app's unique Redis key prefix.
 #[derive(Debug)]
 pub struct Materialized {
-    /// The workers' materializer (their own pool and Redis connection).
+    /// The workers' materializer (their own pool and Redis connection); the
+    /// API's when no worker runs, for tests that drive jobs by hand.
     pub materializer: Arc<Materializer>,
     /// The API's, over the API's store and a Redis connection of its own, as
     /// in `segments serve`: requests never queue behind a worker's pipelines.
     pub api: Arc<Materializer>,
     pub jobs: JobQueue,
     pub prefix: String,
-    /// As `redis.apply_before_answering`: on, unless a test starts the app
-    /// with writes that only queue (`TestApp::spawn_queued`).
-    pub apply_before_answering: bool,
     redis_url: String,
-    stop: watch::Sender<bool>,
-    workers: Vec<JoinHandle<Result<(), segments_worker::WorkerError>>>,
+    /// Worker loops beyond the application's one (as more `segments worker`
+    /// processes would be).
+    more: Vec<JoinHandle<Result<(), segments_worker::WorkerError>>>,
+}
+
+/// A unique key prefix for one test app.
+pub fn unique_prefix() -> String {
+    format!(
+        "segtest-{}-{:x}",
+        std::process::id(),
+        rand::rng().random::<u64>()
+    )
 }
 
 impl Materialized {
-    pub async fn start(api_store: Store, store: Store, redis_url: &str, workers: usize) -> Self {
-        let prefix = format!(
-            "segtest-{}-{:x}",
-            std::process::id(),
-            rand::rng().random::<u64>()
-        );
-        let settings = MaterializerSettings {
-            prefix: prefix.clone(),
-            ..MaterializerSettings::default()
-        };
-        let api = Arc::new(
-            Materializer::connect(api_store, redis_url, settings.clone())
-                .await
-                .expect("redis client"),
-        );
-        let materializer = Arc::new(
-            Materializer::connect(store, redis_url, settings)
-                .await
-                .expect("redis client"),
-        );
-        let jobs = JobQueue::new(
-            api.queue_redis(),
-            &materializer.keys().queue(),
-            Duration::from_secs(1),
-            Duration::from_millis(500),
-        )
-        .coalescing();
-        let (stop, rx) = watch::channel(false);
-        // Production's concurrency and wake interval, so tests and benches
-        // measure what `segments serve` runs.
-        let worker_settings = WorkerSettings {
-            // The reconciler only runs when a test calls it.
-            reconcile_schedule: "0 0 0 1 1 * 2099".into(),
-            heartbeat: Duration::from_secs(1),
-            ..WorkerSettings::default()
-        };
-        let workers = (0..workers)
+    /// What the application started, with `workers - 1` more worker loops
+    /// on its worker's materializer (`settings` are the application's).
+    pub fn of(app: &segments::Application, settings: &segments::Settings, workers: usize) -> Self {
+        let state = app.materialization().expect("redis is enabled");
+        let materializer = app
+            .worker_materializer()
+            .cloned()
+            .unwrap_or_else(|| state.materializer.clone());
+        let more = (1..workers)
             .map(|_| {
-                let mut rx = rx.clone();
                 tokio::spawn(segments_worker::run(
                     materializer.clone(),
-                    worker_settings.clone(),
-                    async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    },
+                    settings.worker(),
+                    app.stopped(),
                 ))
             })
             .collect();
         Self {
             materializer,
-            api,
-            jobs,
-            prefix,
-            apply_before_answering: true,
-            redis_url: redis_url.to_owned(),
-            stop,
-            workers,
+            api: state.materializer.clone(),
+            jobs: state.jobs.clone(),
+            prefix: settings.redis.prefix.clone(),
+            redis_url: settings.redis.url.expose().to_owned(),
+            more,
         }
     }
 
-    pub fn state(&self) -> Materialization {
-        Materialization {
-            materializer: self.api.clone(),
-            jobs: self.jobs.clone(),
-            apply_before_answering: self.apply_before_answering,
-        }
-    }
-
-    /// Stops the workers and deletes every key of this prefix.
+    /// Waits for the extra loops (stopped with the application) and deletes
+    /// every key of this prefix.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for w in self.workers {
+        for w in self.more {
             let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
         }
         if let Ok(client) = redis::Client::open(self.redis_url.as_str())

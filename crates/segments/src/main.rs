@@ -1,7 +1,6 @@
 //! The `segments` command: API server, migrations, OpenAPI export and
 //! workspace administration.
 
-mod config;
 mod import;
 mod seed;
 mod telemetry;
@@ -9,17 +8,14 @@ mod telemetry;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use segments_api::AppState;
+use segments::app::materialization;
+use segments::{Application, Settings};
 use segments_conditions::Registry;
 use segments_domain::Label;
 use segments_store::Store;
-use segments_worker::{JobQueue, Materializer};
-
-use crate::config::Settings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -182,7 +178,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { no_worker } => serve(store, settings, !no_worker).await,
+        Command::Serve { no_worker } => {
+            drop(store);
+            serve(settings, !no_worker).await
+        }
         Command::Worker => {
             let (materializer, jobs) = materialization(&store, &settings).await?.context(
                 "redis is disabled in the configuration: there is nothing for a worker to do",
@@ -275,127 +274,9 @@ fn metrics_recorder(
     Ok(Some(segments_api::metrics::recorder()?))
 }
 
-/// The materializer, reading through `store`, unless Redis is disabled.
-async fn materializer(store: &Store, settings: &Settings) -> anyhow::Result<Option<Materializer>> {
-    if !settings.redis.enabled {
-        return Ok(None);
-    }
-    let redis = &settings.redis;
-    let materializer = if redis.cluster_nodes.is_empty() {
-        Materializer::connect(store.clone(), redis.url.expose(), settings.materializer()).await
-    } else {
-        let nodes: Vec<String> = redis
-            .cluster_nodes
-            .iter()
-            .map(|n| n.expose().to_owned())
-            .collect();
-        let queue = match redis.queue_url.expose() {
-            "" => redis.url.expose(),
-            url => url,
-        };
-        Materializer::connect_cluster(store.clone(), &nodes, queue, settings.materializer()).await
-    };
-    Ok(Some(materializer.context("configuring redis")?))
-}
-
-/// The materializer and job queue, unless Redis is disabled.
-async fn materialization(
-    store: &Store,
-    settings: &Settings,
-) -> anyhow::Result<Option<(Arc<Materializer>, JobQueue)>> {
-    let Some(materializer) = materializer(store, settings).await? else {
-        return Ok(None);
-    };
-    let jobs = JobQueue::new(
-        materializer.queue_redis(),
-        &materializer.keys().queue(),
-        settings.worker().heartbeat,
-        Duration::from_millis(500),
-    )
-    .coalescing();
-    Ok(Some((Arc::new(materializer), jobs)))
-}
-
-async fn serve(store: Store, settings: Settings, with_worker: bool) -> anyhow::Result<()> {
-    if settings.database.migrate_on_start {
-        store.migrate().await.context("applying migrations")?;
-    }
-    let materialization = materialization(&store, &settings).await?;
-    // The worker beside the API gets a pool of its own: sharing one, each of
-    // a job's statements waited behind the requests queued for a connection
-    // (measured at 500 writes/s: ~6 ms a statement, with the database's
-    // connections mostly idle).
-    let worker_materializer = if !with_worker {
-        None
-    } else if settings.database().is_in_memory() {
-        materializer(&store, &settings).await?
-    } else {
-        let worker_store = store
-            .connect_another(&settings.worker_database())
-            .await
-            .context("connecting the worker to the database")?;
-        materializer(&worker_store, &settings).await?
-    };
-    let listener = TcpListener::bind(&settings.http.bind)
-        .with_context(|| format!("binding {}", settings.http.bind))?;
-    tracing::info!(address = %listener.local_addr()?, "serving HTTP; Swagger UI at /swagger-ui/");
-    let state = AppState {
-        engine: settings.engine(),
-        redis: materialization
-            .clone()
-            .map(|(materializer, jobs)| segments_api::Materialization {
-                materializer,
-                jobs,
-                apply_before_answering: settings.redis.apply_before_answering,
-            }),
-        metrics: metrics_recorder(&settings)?,
-        auth: Arc::new(segments_api::auth_cache::AuthCache::new(
-            Duration::from_secs(settings.http.auth_cache_secs),
-        )),
-        ..AppState::new(store)
-    };
-    let server = segments_api::serve(listener, state, settings.http())?;
-    let handle = server.handle();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = match worker_materializer {
-        Some(materializer) => {
-            let mut rx = stop_rx.clone();
-            let stopped = async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            Some(tokio::spawn(segments_worker::run(
-                Arc::new(materializer),
-                settings.worker(),
-                stopped,
-            )))
-        }
-        _ => None,
-    };
-    // The server runs on its own task: dropping an actix `Server` future
-    // force-closes its connections, which is what a drain must not do.
-    let mut running = tokio::spawn(server);
-    tokio::select! {
-        result = &mut running => {
-            result.context("HTTP server task failed")?.context("HTTP server failed")?;
-        }
-        () = shutdown_signal() => {
-            tracing::info!("shutting down: draining in-flight requests and jobs");
-            let _ = stop_tx.send(true);
-            let deadline = Duration::from_secs(settings.worker.shutdown_timeout_secs);
-            let http = async {
-                handle.stop(true).await;
-                let _ = running.await;
-            };
-            let jobs = async {
-                if let Some(worker) = worker {
-                    let _ = worker.await;
-                }
-            };
-            if tokio::time::timeout(deadline, async { tokio::join!(http, jobs) }).await.is_err() {
-                tracing::warn!("shutdown deadline passed; unfinished jobs will be retried by another worker");
-            }
-        }
-    }
+async fn serve(settings: Settings, with_worker: bool) -> anyhow::Result<()> {
+    let app = Application::start(&settings, Arc::new(registry()), with_worker).await?;
+    app.run_until(shutdown_signal()).await?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, TelemetrySection};
+use segments::config::{LogFormat, TelemetrySection};
 
 pub fn init(settings: &TelemetrySection) {
     let filter = EnvFilter::try_from_default_env()
