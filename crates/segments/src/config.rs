@@ -192,7 +192,7 @@ impl Default for Settings {
                 reconcile_schedule: "0 * * * * *".into(),
                 heartbeat_secs: 5,
                 shutdown_timeout_secs: 30,
-                wake_interval_ms: 10,
+                wake_interval_ms: 100,
                 redis_check_ms: 1_000,
                 drift_check_every_secs: 3_600,
                 drift_check_slice_ms: 10_000,

@@ -115,7 +115,7 @@ impl Default for WorkerSettings {
             concurrency: 4,
             reconcile_schedule: "0 * * * * *".into(),
             heartbeat: Duration::from_secs(5),
-            wake_interval: Duration::from_millis(10),
+            wake_interval: Duration::from_millis(100),
             redis_check_interval: Duration::from_secs(1),
         }
     }
@@ -222,10 +222,16 @@ pub async fn run(
 /// Why wake-ups are missed, as apalis-core 1.0 reads: a wake-up that
 /// arrives while a fetch is in flight is consumed by that poll, but the
 /// fetch ran in Redis before the job was pushed and comes back empty, and
-/// the worker then parks until the next wake-up. At 500 writes/s that hit
-/// about 1% of writes, so the interval is the tail of the write-to-set
-/// latency: 50 ms gave p99 40–48 ms, 10 ms gives 13–19 ms (BENCHMARKS.md).
-/// Each check is one pipelined round trip to Redis.
+/// the worker then parks until the next wake-up. When every write went
+/// through the queue (up to stop 20) that hit about 1% of writes at 500/s,
+/// and the interval was 10 ms to keep the write-to-set tail short. Writes
+/// now apply their own changes before answering; the queue carries bulk
+/// and fallback work, rebuilds and retries, and with writes that only queue
+/// (`redis.apply_before_answering = false`) 100 ms and even 1 s gave the
+/// same p99 as 10 ms (9–11 ms up to 1,000 writes/s), while an idle worker
+/// process at 10 ms sent ~900 Redis commands a second. 100 ms bounds a
+/// missed wake-up's wait at a tenth of that load (BENCHMARKS.md). Each
+/// check is one pipelined round trip to Redis.
 async fn nudge(materializer: Arc<Materializer>, every: Duration, rx: watch::Receiver<bool>) {
     let queue = JobQueue::new(
         materializer.queue_redis(),
