@@ -271,7 +271,69 @@ async fn reads_after_an_edit_answer_for_it_before_its_rebuild_lands(backend: Bac
     app.stop().await;
 }
 
+/// Renaming or deleting a tag changes the tags of every contact carrying
+/// it. With no worker running, the reads after the answer — of a segment
+/// on the old name, one on the new name, and the contacts' segments —
+/// reflect it, from the sets.
+async fn reads_after_a_tag_rename_or_delete_reflect_it(backend: Backend) {
+    let app = TestApp::spawn_materialized(backend, REDIS, 0).await;
+    let materializer = app.materialized.as_ref().unwrap().materializer.clone();
+    let ws = app.workspace_id().await;
+    let mut tagged = Vec::new();
+    for i in 0..5 {
+        let tags = if i < 3 { json!(["vip"]) } else { json!([]) };
+        let id = app
+            .contact(json!({"name": format!("c{i}"), "tags": tags}))
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        if i < 3 {
+            tagged.push(id);
+        }
+    }
+    let on = |tag: &str| {
+        json!({"name": format!("on {tag}"), "kind": "dynamic",
+               "conditions": {"type": "tag", "params": {"op": "has_any", "tags": [tag]}}})
+    };
+    let vip = app.segment(on("vip")).await;
+    let gold = app.segment(on("gold")).await;
+    for segment in [vip, gold] {
+        materializer.rebuild(ws, SegmentId(segment)).await.unwrap();
+    }
+    let tags = app.get("/v1/tags").await.expect(200);
+    let tag = tags["items"][0]["id"].as_i64().unwrap();
+    let counts = async || {
+        let mut out = Vec::new();
+        for segment in [vip, gold] {
+            let read = app
+                .get(&format!("/v1/segments/{segment}"))
+                .await
+                .expect(200);
+            assert_eq!(read["membership"]["source"], "materialized", "{read}");
+            out.push(read["membership"]["count"].as_u64().unwrap());
+        }
+        out
+    };
+    assert_eq!(counts().await, [3, 0]);
+
+    app.patch(&format!("/v1/tags/{tag}"), json!({"name": "gold"}))
+        .await
+        .expect(200);
+    assert_eq!(counts().await, [0, 3], "after the rename");
+    let of_contact = app
+        .get(&format!("/v1/contacts/{}/segments", tagged[0]))
+        .await
+        .expect(200);
+    assert_eq!(ids(&of_contact["items"]), BTreeSet::from([gold]));
+
+    app.delete(&format!("/v1/tags/{tag}")).await.expect(204);
+    assert_eq!(counts().await, [0, 0], "after the deletion");
+    assert!(differences(&app).await.is_empty());
+    app.stop().await;
+}
+
 on_both_backends!(
     every_read_sees_the_writes_acknowledged_before_it,
-    reads_after_an_edit_answer_for_it_before_its_rebuild_lands
+    reads_after_an_edit_answer_for_it_before_its_rebuild_lands,
+    reads_after_a_tag_rename_or_delete_reflect_it
 );

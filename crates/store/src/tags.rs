@@ -122,12 +122,13 @@ impl Store {
 
     /// Renames a tag. A rename that only changes case is allowed; one onto
     /// another tag's name is a conflict (merging tags is a separate decision).
+    /// Returns the tag and the contacts carrying it (their tags changed).
     pub async fn rename_tag(
         &self,
         workspace_id: WorkspaceId,
         id: TagId,
         name: &TagName,
-    ) -> Result<TagSummary, StoreError> {
+    ) -> Result<(TagSummary, Vec<ContactId>), StoreError> {
         self.retrying(workspace_id, async || {
             self.rename_tag_once(workspace_id, id, name).await
         })
@@ -139,7 +140,7 @@ impl Store {
         workspace_id: WorkspaceId,
         id: TagId,
         name: &TagName,
-    ) -> Result<TagSummary, StoreError> {
+    ) -> Result<(TagSummary, Vec<ContactId>), StoreError> {
         let txn = self.begin_write().await?;
         // The tagged contacts are locked before the tag (see `locks`): a
         // writer linking the tag holds its contact's lock and then waits on
@@ -169,11 +170,17 @@ impl Store {
         touch(&txn, &tagged, Timestamp::now()).await?;
         changes::record(&txn, workspace_id, &tagged, &changes::any_tag()).await?;
         txn.commit().await?;
-        self.get_tag(workspace_id, id).await
+        let tag = self.get_tag(workspace_id, id).await?;
+        Ok((tag, tagged.into_iter().map(ContactId).collect()))
     }
 
-    /// Deletes a tag and its links to contacts.
-    pub async fn delete_tag(&self, workspace_id: WorkspaceId, id: TagId) -> Result<(), StoreError> {
+    /// Deletes a tag and its links to contacts; returns the contacts that
+    /// carried it.
+    pub async fn delete_tag(
+        &self,
+        workspace_id: WorkspaceId,
+        id: TagId,
+    ) -> Result<Vec<ContactId>, StoreError> {
         self.retrying(workspace_id, async || {
             self.delete_tag_once(workspace_id, id).await
         })
@@ -184,7 +191,7 @@ impl Store {
         &self,
         workspace_id: WorkspaceId,
         id: TagId,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<ContactId>, StoreError> {
         let txn = self.begin_bulk_write().await?;
         let tagged = lock_tagged(&txn, workspace_id, id).await?;
         changes::record(&txn, workspace_id, &tagged, &changes::any_tag()).await?;
@@ -198,7 +205,7 @@ impl Store {
         }
         touch(&txn, &tagged, Timestamp::now()).await?;
         txn.commit().await?;
-        Ok(())
+        Ok(tagged.into_iter().map(ContactId).collect())
     }
 
     /// Adds (`add`) or removes (`remove`) tags on many contacts at once.

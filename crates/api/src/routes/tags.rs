@@ -1,5 +1,5 @@
 use actix_web::{HttpResponse, delete, get, patch, post, web};
-use segments_domain::{TagId, TagName, Violations};
+use segments_domain::{ContactId, TagId, TagName, Violations};
 
 use crate::AppState;
 use crate::extract::params::Query;
@@ -76,13 +76,11 @@ pub async fn rename(
 ) -> Result<HttpResponse, ApiError> {
     let name = TagName::parse(&body.0.name)
         .map_err(|e| ApiError::Validation(Violations::one(e.at("/name"))))?;
-    let tag = state
+    let (tag, contacts) = state
         .store
         .rename_tag(auth.0.workspace_id, TagId(id.into_inner()), &name)
         .await?;
-    state
-        .rebuild_reading(auth.0.workspace_id, vec![tags_key()])
-        .await;
+    tag_changed(&state, auth.0.workspace_id, &contacts).await;
     Ok(HttpResponse::Ok().json(Tag::from(tag)))
 }
 
@@ -100,13 +98,11 @@ pub async fn remove(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    state
+    let contacts = state
         .store
         .delete_tag(auth.0.workspace_id, TagId(id.into_inner()))
         .await?;
-    state
-        .rebuild_reading(auth.0.workspace_id, vec![tags_key()])
-        .await;
+    tag_changed(&state, auth.0.workspace_id, &contacts).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -170,6 +166,23 @@ pub async fn unapply(
         )
         .await;
     Ok(HttpResponse::Ok().json(BulkTagResult::from(outcome)))
+}
+
+/// A tag renamed or deleted under `contacts`: their memberships are
+/// applied before the answer, as a bulk tagging's are, when there are no
+/// more of them than one bulk write may carry — so reads after the answer
+/// reflect it. A tag on more contacts rebuilds the segments that read tags
+/// through the queue instead (evaluating that many contacts inline would
+/// hold the request for seconds); until those rebuilds land, reads of such
+/// segments lag the rename.
+async fn tag_changed(state: &AppState, ws: segments_domain::WorkspaceId, contacts: &[ContactId]) {
+    if contacts.len() <= segments_domain::limits::MAX_BULK_TAG_CONTACTS {
+        state
+            .contacts_changed(ws, contacts, segments_store::changes::any_tag())
+            .await;
+    } else {
+        state.rebuild_reading(ws, vec![tags_key()]).await;
+    }
 }
 
 fn tags_key() -> String {
