@@ -125,6 +125,20 @@ impl Deployment {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// A store over the deployment's database, and the workspace of `key`.
+    async fn workspace(&self, key: &str) -> (Store, WorkspaceId) {
+        let store = Store::connect(&self.database.settings(), Arc::new(Registry::builtin()))
+            .await
+            .unwrap();
+        let ws = store
+            .authenticate(key)
+            .await
+            .unwrap()
+            .expect("a valid key")
+            .workspace_id;
+        (store, ws)
+    }
+
     /// Runs a command that may exit non-zero (`verify` exits 1 on drift);
     /// its output.
     fn run_status(&self, args: &[&str]) -> String {
@@ -208,15 +222,7 @@ async fn measure(apis: usize, workers: usize, rates: &[u64], seconds: u64) -> Ve
         })
         .expect("the key `workspace create` printed");
     d.start(apis, workers).await;
-    let store = Store::connect(&d.database.settings(), Arc::new(Registry::builtin()))
-        .await
-        .unwrap();
-    let ws: WorkspaceId = store
-        .authenticate(&key)
-        .await
-        .unwrap()
-        .unwrap()
-        .workspace_id;
+    let (store, ws) = d.workspace(&key).await;
     let api = Api::new(d.apis.clone(), key);
     let ids = api.seed_contacts().await;
     // As autovacuum would have by the time a real workspace of this size is
@@ -315,15 +321,7 @@ async fn rebuild_under_writes(rate: u64, seconds: u64) {
         std::env::var("BENCH_API_KEY").expect("BENCH_API_KEY: the key `segments seed` printed");
     let mut d = Deployment::new(Database::Seeded(url)).await;
     d.start(1, 1).await;
-    let store = Store::connect(&d.database.settings(), Arc::new(Registry::builtin()))
-        .await
-        .unwrap();
-    let ws = store
-        .authenticate(&key)
-        .await
-        .unwrap()
-        .unwrap()
-        .workspace_id;
+    let (store, ws) = d.workspace(&key).await;
     let api = Api::new(d.apis.clone(), key);
     let anchor = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
     let conditions = json!({"all": [
