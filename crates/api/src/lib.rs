@@ -172,62 +172,67 @@ pub const INLINE_APPLY_TIMEOUT: Duration = Duration::from_secs(1);
 /// enqueued is logged, and the write reaches Redis through the change log
 /// and the reconciler instead.
 impl AppState {
+    /// Many contacts' write: the contacts and what the store recorded it
+    /// touched (`BulkOutcome`, `BulkTagOutcome`, `TagChange`,
+    /// `MembershipChange`).
     pub async fn contacts_changed(
         &self,
         ws: WorkspaceId,
         contacts: &[ContactId],
-        changed: Vec<String>,
+        touched: &[String],
     ) {
         if let Some(redis) = &self.redis
             && !redis
-                .apply_inline(ws, contacts, HashMap::new(), &changed)
+                .apply_inline(ws, contacts, HashMap::new(), touched)
                 .await
-        {
-            redis.jobs.contacts_changed(ws, contacts, changed).await;
-        }
-    }
-
-    /// One contact's write, as the store reports it: its state after the
-    /// write, the version it gave the contact, and the catalog version it
-    /// read.
-    pub async fn contact_written(
-        &self,
-        ws: WorkspaceId,
-        written: &segments_store::Written,
-        changed: Vec<String>,
-    ) {
-        if let Some(redis) = &self.redis
-            && !redis.apply_written(ws, written, &changed).await
         {
             redis
                 .jobs
-                .contact_changed(ws, written.contact.id, written.version, changed)
+                .contacts_changed(ws, contacts, touched.to_vec())
                 .await;
         }
     }
 
-    /// One contact's write (a deletion: no state after it), with the
-    /// version it gave the contact.
-    pub async fn contact_changed(
+    /// One contact's write, as the store reports it: its state after the
+    /// write, the version it gave the contact, the catalog version it read
+    /// and what it touched.
+    pub async fn contact_written(&self, ws: WorkspaceId, written: &segments_store::Written) {
+        if let Some(redis) = &self.redis
+            && !redis.apply_written(ws, written, &written.touched).await
+        {
+            redis
+                .jobs
+                .contact_changed(
+                    ws,
+                    written.contact.id,
+                    written.version,
+                    written.touched.clone(),
+                )
+                .await;
+        }
+    }
+
+    /// One contact's deletion (no state after it), as the store reports
+    /// it: the version it gave the contact and what it touched.
+    pub async fn contact_deleted(
         &self,
         ws: WorkspaceId,
         contact: ContactId,
-        version: segments_store::ChangeStamp,
-        changed: Vec<String>,
+        deleted: &segments_store::Deleted,
     ) {
         if let Some(redis) = &self.redis
             && !redis
                 .apply_inline(
                     ws,
                     &[contact],
-                    HashMap::from([(contact, version)]),
-                    &changed,
+                    HashMap::from([(contact, deleted.version)]),
+                    &deleted.touched,
                 )
                 .await
         {
             redis
                 .jobs
-                .contact_changed(ws, contact, version, changed)
+                .contact_changed(ws, contact, deleted.version, deleted.touched.clone())
                 .await;
         }
     }

@@ -21,9 +21,9 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use segments_api::problem::ApiError;
 use segments_api::wire::contact::ContactInput;
-use segments_domain::{AttributeType, ContactId, ContactPatch, Violations, WorkspaceId};
-use segments_store::{Store, changes};
-use segments_worker::{Job, JobQueue};
+use segments_domain::{AttributeType, ContactPatch, Violations, WorkspaceId};
+use segments_store::Store;
+use segments_worker::JobQueue;
 use serde_json::{Map, Value};
 
 /// Rows written per statement batch (the store's own chunk size).
@@ -400,11 +400,11 @@ async fn write(
     summary: &mut Summary,
     notify: &mut Option<&JobQueue>,
 ) -> anyhow::Result<()> {
-    let outcome = store
+    let mut outcome = store
         .upsert_contacts(ws, batch)
         .await
         .context("writing contacts")?;
-    for (line, violations) in outcome.rejected {
+    for (line, violations) in std::mem::take(&mut outcome.rejected) {
         // The store numbers items by their position, which here is a line.
         let problems = describe(violations)
             .into_iter()
@@ -412,38 +412,22 @@ async fn write(
             .collect();
         summary.reject(line as u64, problems);
     }
-    let mut changed: Vec<String> = Vec::new();
-    let mut ids: Vec<ContactId> = Vec::with_capacity(outcome.stored.len());
-    let patches: HashMap<usize, &ContactPatch> = batch.iter().map(|(i, p)| (*i, p)).collect();
     for stored in &outcome.stored {
-        ids.push(stored.id);
         if stored.created {
             summary.created += 1;
-            changed.extend(changes::everything());
         } else {
             summary.updated += 1;
-            if let Some(patch) = patches.get(&stored.index) {
-                changed.extend(changes::touched(patch));
-            }
         }
     }
-    changed.sort();
-    changed.dedup();
     if let Some(jobs) = notify
-        && !ids.is_empty()
+        && let Err(e) = jobs
+            .batch_written(ws, &outcome.contacts(), &outcome.touched)
+            .await
     {
-        let job = Job::ContactsChanged {
-            workspace_id: ws.0,
-            contact_ids: ids.iter().map(|c| c.0).collect(),
-            changed,
-            stamps: Vec::new(),
-        };
-        if let Err(e) = jobs.push(job).await {
-            // Every write is in the change log: the reconciler applies what
-            // no job announced. Stop trying rather than wait on each batch.
-            tracing::warn!(error = %e, "cannot enqueue materializer jobs; the reconciler will apply the import from the change log");
-            *notify = None;
-        }
+        // Every write is in the change log: the reconciler applies what no
+        // job announced. Stop trying rather than wait on each batch.
+        tracing::warn!(error = %e, "cannot enqueue materializer jobs; the reconciler will apply the import from the change log");
+        *notify = None;
     }
     Ok(())
 }

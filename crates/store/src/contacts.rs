@@ -44,6 +44,16 @@ pub struct Written {
     /// committed (in the same statement as its read-back): the version an
     /// evaluation of this write must use at least, known without a read.
     pub catalog_version: Option<i64>,
+    /// The change keys the write recorded in the change log: what it
+    /// touched, for the materializer to find the segments reading it.
+    pub touched: Vec<String>,
+}
+
+/// A contact deleted: the stamp of the deletion and the keys it recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub version: ChangeStamp,
+    pub touched: Vec<String>,
 }
 
 /// One page of contacts in id order.
@@ -70,6 +80,16 @@ pub struct BulkOutcome {
     pub stored: Vec<UpsertedContact>,
     /// Rejected items by position, with pointers relative to the item.
     pub rejected: Vec<(usize, Violations)>,
+    /// The change keys recorded for the stored contacts, all of them
+    /// (sorted, once each).
+    pub touched: Vec<String>,
+}
+
+impl BulkOutcome {
+    /// The contacts stored, in the order of their items.
+    pub fn contacts(&self) -> Vec<ContactId> {
+        self.stored.iter().map(|s| s.id).collect()
+    }
 }
 
 /// Contacts written per statement in bulk upserts.
@@ -191,7 +211,8 @@ impl Store {
         )
         .await?;
         write_attributes(&txn, &[(id, &attributes)]).await?;
-        let version = changes::record_one(&txn, workspace_id, id, &changes::everything()).await?;
+        let changed = changes::everything();
+        let version = changes::record_one(&txn, workspace_id, id, &changed).await?;
         // Read back inside the transaction, from the returned row: the
         // answer is exactly what this write committed.
         let contact = load_one(&txn, stored).await?;
@@ -200,6 +221,7 @@ impl Store {
             contact,
             version,
             catalog_version: None,
+            touched: changed,
         })
     }
 
@@ -338,14 +360,15 @@ impl Store {
         )
         .await?;
         write_attributes(&txn, &[(id.0, &attributes)]).await?;
-        let version =
-            changes::record_one(&txn, workspace_id, id.0, &changes::touched(patch)).await?;
+        let changed = changes::touched(patch);
+        let version = changes::record_one(&txn, workspace_id, id.0, &changed).await?;
         let contact = load_one(&txn, stored).await?;
         txn.commit().await?;
         Ok(Written {
             contact,
             version,
             catalog_version: None,
+            touched: changed,
         })
     }
 
@@ -375,6 +398,7 @@ impl Store {
             .collect();
         let removed: Vec<serde_json::Value> =
             removed.into_iter().map(serde_json::Value::String).collect();
+        let changed = changes::touched(patch);
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             // The function and the transaction id run in one statement, so
@@ -386,7 +410,7 @@ impl Store {
                 id.0.into(),
                 serde_json::Value::Array(added).into(),
                 serde_json::Value::Array(removed).into(),
-                changes::touched(patch).join(" ").into(),
+                changed.join(" ").into(),
                 Timestamp::now().get().into(),
             ],
         );
@@ -426,6 +450,7 @@ impl Store {
             contact,
             version,
             catalog_version,
+            touched: changed,
         })
     }
 
@@ -434,7 +459,7 @@ impl Store {
         &self,
         workspace_id: WorkspaceId,
         id: ContactId,
-    ) -> Result<ChangeStamp, StoreError> {
+    ) -> Result<Deleted, StoreError> {
         self.retrying(workspace_id, async || {
             self.delete_contact_once(workspace_id, id).await
         })
@@ -445,7 +470,7 @@ impl Store {
         &self,
         workspace_id: WorkspaceId,
         id: ContactId,
-    ) -> Result<ChangeStamp, StoreError> {
+    ) -> Result<Deleted, StoreError> {
         let txn = self.begin_write().await?;
         let result = contact::Entity::delete_many()
             .filter(contact::Column::WorkspaceId.eq(workspace_id.0))
@@ -455,9 +480,13 @@ impl Store {
         if result.rows_affected == 0 {
             return Err(StoreError::not_found("contact", id));
         }
-        let version = changes::record_one(&txn, workspace_id, id.0, &changes::everything()).await?;
+        let changed = changes::everything();
+        let version = changes::record_one(&txn, workspace_id, id.0, &changed).await?;
         txn.commit().await?;
-        Ok(version)
+        Ok(Deleted {
+            version,
+            touched: changed,
+        })
     }
 
     /// Creates or updates contacts by external id. Each item is a patch
@@ -563,6 +592,17 @@ impl Store {
         } else {
             write_upserts_in_chunks(&txn, workspace_id, &upserts, now, &mut outcome).await?;
         }
+        let created: HashMap<usize, bool> = outcome
+            .stored
+            .iter()
+            .map(|s| (s.index, s.created))
+            .collect();
+        let changed: BTreeSet<String> = upserts
+            .iter()
+            .filter_map(|u| created.get(&u.index).map(|c| u.keys(*c)))
+            .flatten()
+            .collect();
+        outcome.touched = changed.into_iter().collect();
         txn.commit().await?;
         outcome.stored.sort_by_key(|s| s.index);
         outcome.rejected.sort_by_key(|r| r.0);
@@ -588,13 +628,18 @@ impl Upsert<'_> {
     }
 
     /// The change keys of this write: everything for a new contact.
-    fn change_keys(&self, created: bool) -> String {
-        let keys = if created {
+    /// What writing this item touched: everything for a contact it
+    /// created, what the patch names otherwise.
+    fn keys(&self, created: bool) -> Vec<String> {
+        if created {
             changes::everything()
         } else {
             changes::touched(self.patch)
-        };
-        keys.join(" ")
+        }
+    }
+
+    fn change_keys(&self, created: bool) -> String {
+        self.keys(created).join(" ")
     }
 
     /// The (contact, tag key) links this write leaves: the replaced set and

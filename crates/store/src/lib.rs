@@ -27,13 +27,13 @@ mod workspaces;
 pub use analytics::AnalyticsSettings;
 pub use attributes::AttributeDefinition;
 pub use changes::{ChangeSnapshot, ChangeStamp};
-pub use contacts::{BulkOutcome, ContactPage, UpsertedContact, Written};
+pub use contacts::{BulkOutcome, ContactPage, Deleted, UpsertedContact, Written};
 pub use db::DatabaseSettings;
 pub use drift::MembershipTruth;
 pub use engine::Catalog;
 pub use error::StoreError;
 pub use segments::{MembershipChange, SegmentPage, SegmentRecord, SegmentRule};
-pub use tags::{BulkTagOutcome, TagPage, TagSummary};
+pub use tags::{BulkTagOutcome, TagChange, TagPage, TagSummary};
 pub use workspaces::{ApiKeyRecord, IssuedKey, Principal, WorkspaceRecord};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend};

@@ -50,6 +50,8 @@ pub struct MembershipChange {
     pub contacts: Vec<ContactId>,
     /// Ids that name no contact of this workspace.
     pub not_found: Vec<ContactId>,
+    /// The change keys recorded for `contacts`.
+    pub touched: Vec<String>,
 }
 
 impl TryFrom<segment::Model> for SegmentRecord {
@@ -442,18 +444,14 @@ impl Store {
                     .rows_affected;
             }
         }
-        changes::record(
-            &txn,
-            workspace_id,
-            &ids,
-            &changes::membership_touched(segment_id),
-        )
-        .await?;
+        let touched = changes::membership_touched(segment_id);
+        changes::record(&txn, workspace_id, &ids, &touched).await?;
         txn.commit().await?;
         Ok(MembershipChange {
             changed,
             contacts: ids.into_iter().map(ContactId).collect(),
             not_found,
+            touched,
         })
     }
 

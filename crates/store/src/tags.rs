@@ -33,11 +33,30 @@ pub struct TagPage {
     pub next_after: Option<String>,
 }
 
+/// The contacts a tag's rename or deletion changed, and the change keys
+/// recorded for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagChange {
+    pub contacts: Vec<ContactId>,
+    pub touched: Vec<String>,
+}
+
+impl TagChange {
+    fn of(tagged: Vec<i64>) -> Self {
+        Self {
+            contacts: tagged.into_iter().map(ContactId).collect(),
+            touched: changes::any_tag(),
+        }
+    }
+}
+
 /// What tagging or untagging many contacts did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BulkTagOutcome {
     /// Contacts found in the workspace and changed.
     pub updated: u64,
+    /// The change keys recorded for them.
+    pub touched: Vec<String>,
     /// Their ids.
     pub contacts: Vec<ContactId>,
     /// Ids that name no contact of this workspace.
@@ -128,7 +147,7 @@ impl Store {
         workspace_id: WorkspaceId,
         id: TagId,
         name: &TagName,
-    ) -> Result<(TagSummary, Vec<ContactId>), StoreError> {
+    ) -> Result<(TagSummary, TagChange), StoreError> {
         self.retrying(workspace_id, async || {
             self.rename_tag_once(workspace_id, id, name).await
         })
@@ -140,7 +159,7 @@ impl Store {
         workspace_id: WorkspaceId,
         id: TagId,
         name: &TagName,
-    ) -> Result<(TagSummary, Vec<ContactId>), StoreError> {
+    ) -> Result<(TagSummary, TagChange), StoreError> {
         let txn = self.begin_write().await?;
         // The tagged contacts are locked before the tag (see `locks`): a
         // writer linking the tag holds its contact's lock and then waits on
@@ -171,7 +190,7 @@ impl Store {
         changes::record(&txn, workspace_id, &tagged, &changes::any_tag()).await?;
         txn.commit().await?;
         let tag = self.get_tag(workspace_id, id).await?;
-        Ok((tag, tagged.into_iter().map(ContactId).collect()))
+        Ok((tag, TagChange::of(tagged)))
     }
 
     /// Deletes a tag and its links to contacts; returns the contacts that
@@ -180,7 +199,7 @@ impl Store {
         &self,
         workspace_id: WorkspaceId,
         id: TagId,
-    ) -> Result<Vec<ContactId>, StoreError> {
+    ) -> Result<TagChange, StoreError> {
         self.retrying(workspace_id, async || {
             self.delete_tag_once(workspace_id, id).await
         })
@@ -191,7 +210,7 @@ impl Store {
         &self,
         workspace_id: WorkspaceId,
         id: TagId,
-    ) -> Result<Vec<ContactId>, StoreError> {
+    ) -> Result<TagChange, StoreError> {
         let txn = self.begin_bulk_write().await?;
         let tagged = lock_tagged(&txn, workspace_id, id).await?;
         changes::record(&txn, workspace_id, &tagged, &changes::any_tag()).await?;
@@ -205,7 +224,7 @@ impl Store {
         }
         touch(&txn, &tagged, Timestamp::now()).await?;
         txn.commit().await?;
-        Ok(tagged.into_iter().map(ContactId).collect())
+        Ok(TagChange::of(tagged))
     }
 
     /// Adds (`add`) or removes (`remove`) tags on many contacts at once.
@@ -249,6 +268,8 @@ impl Store {
             .filter(|c| !found_set.contains(&c.0))
             .collect();
         not_found.dedup();
+        let touched: Vec<TagName> = add.iter().chain(remove).cloned().collect();
+        let changed = changes::tags_touched(&touched);
         if !found.is_empty() {
             if txn.get_database_backend() == DbBackend::Postgres {
                 // Deletes first, planned per call; then the links, whose
@@ -267,12 +288,12 @@ impl Store {
                 apply_tag_changes(&txn, workspace_id, &found, None, add, remove).await?;
             }
             touch(&txn, &found, Timestamp::now()).await?;
-            let touched: Vec<TagName> = add.iter().chain(remove).cloned().collect();
-            changes::record(&txn, workspace_id, &found, &changes::tags_touched(&touched)).await?;
+            changes::record(&txn, workspace_id, &found, &changed).await?;
         }
         txn.commit().await?;
         Ok(BulkTagOutcome {
             updated: found.len() as u64,
+            touched: changed,
             contacts: found.into_iter().map(ContactId).collect(),
             not_found,
         })

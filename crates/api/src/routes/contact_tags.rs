@@ -20,13 +20,7 @@ async fn apply(
         .store
         .update_contact(auth.0.workspace_id, ContactId(id), &patch)
         .await?;
-    state
-        .contact_written(
-            auth.0.workspace_id,
-            &written,
-            segments_store::changes::touched(&patch),
-        )
-        .await;
+    state.contact_written(auth.0.workspace_id, &written).await;
     Ok(HttpResponse::Ok().json(Contact::from(written.contact)))
 }
 

@@ -1,6 +1,5 @@
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use segments_domain::ContactId;
-use segments_store::changes;
 
 use crate::AppState;
 use crate::extract::params::Query;
@@ -35,9 +34,7 @@ pub async fn create(
         .store
         .create_contact(auth.0.workspace_id, &patch)
         .await?;
-    state
-        .contact_written(auth.0.workspace_id, &written, changes::everything())
-        .await;
+    state.contact_written(auth.0.workspace_id, &written).await;
     Ok(HttpResponse::Created().json(Contact::from(written.contact)))
 }
 
@@ -113,9 +110,7 @@ pub async fn update(
         .store
         .update_contact(auth.0.workspace_id, ContactId(id.into_inner()), &patch)
         .await?;
-    state
-        .contact_written(auth.0.workspace_id, &written, changes::touched(&patch))
-        .await;
+    state.contact_written(auth.0.workspace_id, &written).await;
     Ok(HttpResponse::Ok().json(Contact::from(written.contact)))
 }
 
@@ -134,9 +129,9 @@ pub async fn remove(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = ContactId(id.into_inner());
-    let version = state.store.delete_contact(auth.0.workspace_id, id).await?;
+    let deleted = state.store.delete_contact(auth.0.workspace_id, id).await?;
     state
-        .contact_changed(auth.0.workspace_id, id, version, changes::everything())
+        .contact_deleted(auth.0.workspace_id, id, &deleted)
         .await;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -197,23 +192,8 @@ pub async fn bulk_upsert(
         .store
         .upsert_contacts(auth.0.workspace_id, &batch.items)
         .await?;
-    let mut changed: Vec<String> = Vec::new();
-    for (index, patch) in &batch.items {
-        let created = outcome
-            .stored
-            .iter()
-            .any(|s| s.index == *index && s.created);
-        changed.extend(if created {
-            changes::everything()
-        } else {
-            changes::touched(patch)
-        });
-    }
-    changed.sort();
-    changed.dedup();
-    let ids: Vec<ContactId> = outcome.stored.iter().map(|s| s.id).collect();
     state
-        .contacts_changed(auth.0.workspace_id, &ids, changed)
+        .contacts_changed(auth.0.workspace_id, &outcome.contacts(), &outcome.touched)
         .await;
     Ok(HttpResponse::Ok().json(BulkUpsertResult::new(outcome, batch.rejected)))
 }

@@ -396,11 +396,7 @@ async fn change_members(
         .change_static_members(auth.0.workspace_id, id, &ids, add)
         .await?;
     state
-        .contacts_changed(
-            auth.0.workspace_id,
-            &change.contacts,
-            segments_store::changes::membership_touched(id),
-        )
+        .contacts_changed(auth.0.workspace_id, &change.contacts, &change.touched)
         .await;
     Ok(HttpResponse::Ok().json(MembersResult {
         changed: change.changed,

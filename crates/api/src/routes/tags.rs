@@ -1,5 +1,5 @@
 use actix_web::{HttpResponse, delete, get, patch, post, web};
-use segments_domain::{ContactId, TagId, TagName, Violations};
+use segments_domain::{TagId, TagName, Violations};
 
 use crate::AppState;
 use crate::extract::params::Query;
@@ -76,11 +76,11 @@ pub async fn rename(
 ) -> Result<HttpResponse, ApiError> {
     let name = TagName::parse(&body.0.name)
         .map_err(|e| ApiError::Validation(Violations::one(e.at("/name"))))?;
-    let (tag, contacts) = state
+    let (tag, change) = state
         .store
         .rename_tag(auth.0.workspace_id, TagId(id.into_inner()), &name)
         .await?;
-    tag_changed(&state, auth.0.workspace_id, &contacts).await;
+    tag_changed(&state, auth.0.workspace_id, &change).await;
     Ok(HttpResponse::Ok().json(Tag::from(tag)))
 }
 
@@ -98,11 +98,11 @@ pub async fn remove(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let contacts = state
+    let change = state
         .store
         .delete_tag(auth.0.workspace_id, TagId(id.into_inner()))
         .await?;
-    tag_changed(&state, auth.0.workspace_id, &contacts).await;
+    tag_changed(&state, auth.0.workspace_id, &change).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -128,11 +128,7 @@ pub async fn apply(
         .retag_contacts(auth.0.workspace_id, &ids, &tags, &[])
         .await?;
     state
-        .contacts_changed(
-            auth.0.workspace_id,
-            &outcome.contacts,
-            segments_store::changes::tags_touched(&tags),
-        )
+        .contacts_changed(auth.0.workspace_id, &outcome.contacts, &outcome.touched)
         .await;
     Ok(HttpResponse::Ok().json(BulkTagResult::from(outcome)))
 }
@@ -159,26 +155,26 @@ pub async fn unapply(
         .retag_contacts(auth.0.workspace_id, &ids, &[], &tags)
         .await?;
     state
-        .contacts_changed(
-            auth.0.workspace_id,
-            &outcome.contacts,
-            segments_store::changes::tags_touched(&tags),
-        )
+        .contacts_changed(auth.0.workspace_id, &outcome.contacts, &outcome.touched)
         .await;
     Ok(HttpResponse::Ok().json(BulkTagResult::from(outcome)))
 }
 
-/// A tag renamed or deleted under `contacts`: their memberships are
+/// A tag renamed or deleted under `change.contacts`: their memberships are
 /// applied before the answer, as a bulk tagging's are, when there are no
 /// more of them than one bulk write may carry — so reads after the answer
 /// reflect it. A tag on more contacts rebuilds the segments that read tags
 /// through the queue instead (evaluating that many contacts inline would
 /// hold the request for seconds); until those rebuilds land, reads of such
 /// segments lag the rename.
-async fn tag_changed(state: &AppState, ws: segments_domain::WorkspaceId, contacts: &[ContactId]) {
-    if contacts.len() <= segments_domain::limits::MAX_BULK_TAG_CONTACTS {
+async fn tag_changed(
+    state: &AppState,
+    ws: segments_domain::WorkspaceId,
+    change: &segments_store::TagChange,
+) {
+    if change.contacts.len() <= segments_domain::limits::MAX_BULK_TAG_CONTACTS {
         state
-            .contacts_changed(ws, contacts, segments_store::changes::any_tag())
+            .contacts_changed(ws, &change.contacts, &change.touched)
             .await;
     } else {
         state.rebuild_reading(ws, vec![tags_key()]).await;

@@ -229,6 +229,26 @@ impl JobQueue {
             .await;
     }
 
+    /// A batch of a bulk load (`segments import`): pushed as one job at
+    /// once rather than coalesced, so the loader learns whether the queue
+    /// took it (and can stop trying when Redis is away).
+    pub async fn batch_written(
+        &self,
+        ws: WorkspaceId,
+        contacts: &[ContactId],
+        touched: &[String],
+    ) -> Result<(), WorkerError> {
+        if contacts.is_empty() {
+            return Ok(());
+        }
+        self.push(contacts_job(
+            ws,
+            contacts.iter().map(|c| (*c, None)).collect(),
+            touched.to_vec(),
+        ))
+        .await
+    }
+
     async fn announce(
         &self,
         ws: WorkspaceId,
