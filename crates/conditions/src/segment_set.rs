@@ -58,6 +58,9 @@ pub struct SegmentSet {
     reading_a_tag: Vec<SegmentId>,
     /// Segments reading the whole tag set (any named tag reaches them).
     reading_all_tags: Vec<SegmentId>,
+    /// Every segment's `fingerprint`, worked out on first use: a catalog
+    /// serves many reads, and a contact's segments ask for all of them.
+    fingerprints: std::sync::OnceLock<BTreeMap<SegmentId, String>>,
 }
 
 impl SegmentSet {
@@ -104,6 +107,7 @@ impl SegmentSet {
             by_change_key,
             reading_a_tag,
             reading_all_tags,
+            fingerprints: std::sync::OnceLock::new(),
         };
         let mut order = Vec::with_capacity(set.segments.len());
         let mut done = BTreeSet::new();
@@ -202,6 +206,19 @@ impl SegmentSet {
     /// that reflects an earlier definition — of the segment or of one it
     /// refers to — from a current one, whichever process edited it.
     pub fn fingerprint(&self, id: SegmentId) -> String {
+        self.fingerprints
+            .get_or_init(|| {
+                self.segments
+                    .keys()
+                    .map(|s| (*s, self.compute_fingerprint(*s)))
+                    .collect()
+            })
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| self.compute_fingerprint(id))
+    }
+
+    fn compute_fingerprint(&self, id: SegmentId) -> String {
         let mut reached = BTreeSet::new();
         let mut frontier = vec![id];
         while let Some(current) = frontier.pop() {
