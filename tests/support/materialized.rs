@@ -90,6 +90,13 @@ impl Materialized {
                         redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
                 }
             }
+            // apalis-redis lists every queue it has served in one shared
+            // sorted set: without this, each test run would leave its own.
+            let _: Result<i64, _> = redis::cmd("ZREM")
+                .arg("core:apalis:queues:list")
+                .arg(format!("{}_jobs:workers", self.prefix.replace(':', "_")))
+                .query_async(&mut conn)
+                .await;
         }
     }
 }
