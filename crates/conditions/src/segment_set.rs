@@ -218,6 +218,13 @@ impl SegmentSet {
             .unwrap_or_else(|| self.compute_fingerprint(id))
     }
 
+    /// Whether a set built for the definition fingerprinted `recorded`
+    /// (what the build stored) reflects `id`'s definition in this set: the
+    /// one test every reader and the reconciler apply.
+    pub fn built_for_current(&self, id: SegmentId, recorded: Option<&str>) -> bool {
+        recorded == Some(self.fingerprint(id).as_str())
+    }
+
     fn compute_fingerprint(&self, id: SegmentId) -> String {
         let mut reached = BTreeSet::new();
         let mut frontier = vec![id];

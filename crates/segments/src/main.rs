@@ -122,8 +122,11 @@ fn registry() -> Registry {
 }
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
-    // The API and every worker read through this store (or another over
-    // the same registry).
+    if let Command::Serve { no_worker } = command {
+        return serve(settings, !no_worker).await;
+    }
+    // The other commands read through this store (or another over the same
+    // registry).
     let store = Store::connect(&settings.database(), Arc::new(registry()))
         .await
         .context("connecting to the database")?;
@@ -178,10 +181,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { no_worker } => {
-            drop(store);
-            serve(settings, !no_worker).await
-        }
+        // Handled before the store is connected: `Application` connects its own.
+        Command::Serve { .. } => Ok(()),
         Command::Worker => {
             let (materializer, jobs) = materialization(&store, &settings).await?.context(
                 "redis is disabled in the configuration: there is nothing for a worker to do",

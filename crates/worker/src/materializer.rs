@@ -75,7 +75,7 @@ impl SegmentStatus {
     /// reader's catalog): after an edit, until its rebuild lands, it does
     /// not, and the set must not answer for the new definition.
     pub fn reflects(&self, segments: &segments_conditions::SegmentSet, segment: SegmentId) -> bool {
-        self.definition.as_deref() == Some(segments.fingerprint(segment).as_str())
+        segments.built_for_current(segment, self.definition.as_deref())
     }
 }
 

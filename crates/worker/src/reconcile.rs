@@ -103,7 +103,10 @@ impl Materializer {
                     report.built += 1;
                     continue;
                 };
-                if definition != catalog.segments.fingerprint(segment) {
+                if !catalog
+                    .segments
+                    .built_for_current(segment, Some(&definition))
+                {
                     // Built for an earlier definition whose rebuild never
                     // ran (its job lost with the queue, say): readers go
                     // to SQL until it is rebuilt.

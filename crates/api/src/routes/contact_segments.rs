@@ -50,9 +50,7 @@ pub async fn contact_segments(
                 built = all
                     .iter()
                     .zip(definitions)
-                    .filter(|(s, d)| {
-                        d.as_deref() == Some(catalog.segments.fingerprint(**s).as_str())
-                    })
+                    .filter(|(s, d)| catalog.segments.built_for_current(**s, d.as_deref()))
                     .map(|(s, _)| *s)
                     .collect();
                 redis.materializer.segments_of(ws, contact, &built).await
